@@ -1,0 +1,25 @@
+"""The ASGI application: Django's views for HTTP, plus our consumers."""
+
+import logging
+
+from channels.routing import ProtocolTypeRouter, URLRouter
+from django.conf import settings
+from django.core.asgi import get_asgi_application
+from django.urls import re_path
+
+django_asgi_app = get_asgi_application()
+
+import main.routing  # noqa: E402  (imports models: after Django is set up)
+
+if not settings.REDIS_URL:
+    logging.getLogger("booktime").warning(
+        "REDIS_URL is not set: the channel layer and presence live in this process only "
+        "(fine for one process; set REDIS_URL to run several)."
+    )
+
+application = ProtocolTypeRouter(
+    {
+        "http": URLRouter(main.routing.http_urlpatterns + [re_path(r"", django_asgi_app)]),
+        "websocket": URLRouter(main.routing.websocket_urlpatterns),
+    }
+)

@@ -1,0 +1,17 @@
+"""Settings for the test suite: the real services on their standard local
+ports unless DATABASE_URL / REDIS_URL say otherwise."""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/booktime")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/1")
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
+os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
+
+from .settings import *  # noqa: F403
+from .settings import BASE_DIR, DATABASES
+
+# Several checkouts can run their suites side by side on one PostgreSQL.
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DB_NAME", "test_booktime")}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, tests only
+MEDIA_ROOT = BASE_DIR / "artifacts" / "media"

@@ -1,0 +1,194 @@
+from collections import Counter
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser, BaseUserManager
+from django.db import models
+
+EMPLOYEES_GROUP = "Employees"
+DISPATCHERS_GROUP = "Dispatchers"
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def _create_user(self, email, password, **extra_fields):
+        if not email:
+            raise ValueError("The given email must be set")
+        email = self.normalize_email(email)
+        user = self.model(email=email, **extra_fields)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, email, password=None, **extra_fields):
+        extra_fields.setdefault("is_staff", False)
+        extra_fields.setdefault("is_superuser", False)
+        return self._create_user(email, password, **extra_fields)
+
+    def create_superuser(self, email, password, **extra_fields):
+        extra_fields.setdefault("is_staff", True)
+        extra_fields.setdefault("is_superuser", True)
+        if extra_fields.get("is_staff") is not True:
+            raise ValueError("Superuser must have is_staff=True.")
+        if extra_fields.get("is_superuser") is not True:
+            raise ValueError("Superuser must have is_superuser=True.")
+        return self._create_user(email, password, **extra_fields)
+
+
+class User(AbstractUser):
+    """A BookTime user: customers and staff alike log in with their email."""
+
+    username = None
+    email = models.EmailField("email address", unique=True)
+
+    USERNAME_FIELD = "email"
+    REQUIRED_FIELDS = []
+
+    objects = UserManager()
+
+    def _in_staff_group(self, name):
+        return self.is_active and (self.is_superuser or (self.is_staff and self.groups.filter(name=name).exists()))
+
+    @property
+    def is_employee(self):
+        return self._in_staff_group(EMPLOYEES_GROUP)
+
+    @property
+    def is_dispatcher(self):
+        return self._in_staff_group(DISPATCHERS_GROUP)
+
+    @property
+    def display_name(self):
+        """What chat shows for this user: the full name, or the email without one."""
+        return self.get_full_name() or self.email
+
+
+class ActiveManager(models.Manager):
+    def active(self):
+        return self.filter(active=True)
+
+
+class Product(models.Model):
+    name = models.CharField(max_length=32)
+    description = models.TextField(blank=True)
+    price = models.DecimalField(max_digits=6, decimal_places=2)
+    slug = models.SlugField(max_length=48, unique=True)
+    active = models.BooleanField(default=True)
+    in_stock = models.BooleanField(default=True)
+    date_updated = models.DateTimeField(auto_now=True)
+
+    objects = ActiveManager()
+
+    def __str__(self):
+        return self.name
+
+
+class ProductImage(models.Model):
+    product = models.ForeignKey(Product, on_delete=models.CASCADE)
+    image = models.ImageField(upload_to="product-images")
+    # Generated from `image` when the image is saved (see signals.py).
+    thumbnail = models.ImageField(upload_to="product-thumbnails", null=True, blank=True)
+
+    def __str__(self):
+        return f"Image of {self.product}"
+
+
+class OrderQuerySet(models.QuerySet):
+    def with_lines(self):
+        """Prefetch what summary, total_price and mobile_thumb_url read:
+        a fixed number of queries however many orders and lines."""
+        return self.prefetch_related(
+            models.Prefetch("lines", queryset=OrderLine.objects.select_related("product")),
+            "lines__product__productimage_set",
+        )
+
+
+class Order(models.Model):
+    NEW = 10
+    PAID = 20
+    DONE = 30
+    STATUSES = ((NEW, "New"), (PAID, "Paid"), (DONE, "Done"))
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    status = models.IntegerField(choices=STATUSES, default=NEW)
+
+    billing_name = models.CharField(max_length=60)
+    billing_address1 = models.CharField(max_length=60)
+    billing_address2 = models.CharField(max_length=60, blank=True)
+    billing_zip_code = models.CharField(max_length=12)
+    billing_city = models.CharField(max_length=60)
+    billing_country = models.CharField(max_length=3)
+
+    shipping_name = models.CharField(max_length=60)
+    shipping_address1 = models.CharField(max_length=60)
+    shipping_address2 = models.CharField(max_length=60, blank=True)
+    shipping_zip_code = models.CharField(max_length=12)
+    shipping_city = models.CharField(max_length=60)
+    shipping_country = models.CharField(max_length=3)
+
+    date_updated = models.DateTimeField(auto_now=True)
+    date_added = models.DateTimeField(auto_now_add=True)
+
+    last_spoken_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        related_name="cs_chats",
+        on_delete=models.SET_NULL,
+    )
+
+    objects = OrderQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-date_added"])]
+
+    def __str__(self):
+        return f"Order {self.pk}"
+
+    # The three properties below read `self.lines.all()`, so a queryset that
+    # prefetches lines__product (and its images) computes them with no query
+    # per order. See OrderQuerySet.with_summary_data().
+
+    def _lines(self):
+        return sorted(self.lines.all(), key=lambda line: line.pk)
+
+    @property
+    def summary(self):
+        """'2 x The B Book, 1 x The book of A', one piece per product."""
+        counts = Counter(line.product.name for line in self._lines())
+        return ", ".join(f"{count} x {name}" for name, count in counts.items())
+
+    @property
+    def total_price(self):
+        return sum((line.product.price for line in self._lines()), Decimal("0"))
+
+    @property
+    def mobile_thumb_url(self):
+        """Thumbnail URL of the first product's first image, or None."""
+        lines = self._lines()
+        if lines:
+            images = sorted(lines[0].product.productimage_set.all(), key=lambda i: i.pk)
+            if images and images[0].thumbnail:
+                return images[0].thumbnail.url
+        return None
+
+
+class OrderLine(models.Model):
+    NEW = 10
+    PROCESSING = 20
+    SENT = 30
+    CANCELLED = 40
+    STATUSES = (
+        (NEW, "New"),
+        (PROCESSING, "Processing"),
+        (SENT, "Sent"),
+        (CANCELLED, "Cancelled"),
+    )
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT)
+    status = models.IntegerField(choices=STATUSES, default=NEW)
+
+    def __str__(self):
+        return f"{self.product} in order {self.order_id}"

@@ -1,0 +1,34 @@
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import render
+
+from . import models
+
+
+def home(request):
+    return render(request, "main/home.html")
+
+
+@login_required
+def my_orders(request):
+    orders = models.Order.objects.filter(user=request.user).order_by("-date_added").with_lines()
+    return render(request, "main/my_orders.html", {"orders": orders})
+
+
+def get_chat_order(user, order_id):
+    """The order whose chat `user` may join: its owner's or, for an employee,
+    any. None otherwise, the same answer whether or not the order exists."""
+    if not user.is_authenticated:
+        return None
+    order = models.Order.objects.filter(pk=order_id).first()
+    if order is None or not (order.user_id == user.pk or user.is_employee):
+        return None
+    return order
+
+
+@login_required
+def room(request, order_id):
+    order = get_chat_order(request.user, order_id)
+    if order is None:
+        raise Http404("No such chat")
+    return render(request, "main/chat_room.html", {"order": order, "room_name_json": order.pk})
