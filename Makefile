@@ -1,0 +1,22 @@
+# The two commands of the README:
+#   make demo   set up and run the demo on 127.0.0.1:8000 (SQLite, no Redis needed)
+#   make test   set up and run the test suite (PostgreSQL and Redis)
+PY := .venv/bin/python
+
+.PHONY: demo test lint
+
+demo:
+	scripts/install
+	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --noinput
+	DEBUG=$${DEBUG:-1} $(PY) manage.py seed_demo
+	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver 127.0.0.1:8000
+
+test:
+	scripts/install --dev
+	scripts/ensure-services
+	.venv/bin/ruff check .
+	.venv/bin/pytest $(PYTEST_ARGS)
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
