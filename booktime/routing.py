@@ -3,6 +3,7 @@
 import logging
 
 from channels.routing import ProtocolTypeRouter, URLRouter
+from channels.security.websocket import AllowedHostsOriginValidator
 from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.urls import re_path
@@ -10,6 +11,7 @@ from django.urls import re_path
 django_asgi_app = get_asgi_application()
 
 import main.routing  # noqa: E402  (imports models: after Django is set up)
+from booktime.auth import TokenAuthMiddlewareStack  # noqa: E402
 
 if not settings.REDIS_URL:
     logging.getLogger("booktime").warning(
@@ -20,6 +22,10 @@ if not settings.REDIS_URL:
 application = ProtocolTypeRouter(
     {
         "http": URLRouter(main.routing.http_urlpatterns + [re_path(r"", django_asgi_app)]),
-        "websocket": URLRouter(main.routing.websocket_urlpatterns),
+        # A page from a foreign origin cannot ride a user's session cookie;
+        # native apps send no Origin header and are let through.
+        "websocket": AllowedHostsOriginValidator(
+            TokenAuthMiddlewareStack(URLRouter(main.routing.websocket_urlpatterns))
+        ),
     }
 )

@@ -1,2 +1,20 @@
-http_urlpatterns = []
-websocket_urlpatterns = []
+from django.urls import path
+
+from booktime.auth import TokenAuthMiddlewareStack
+
+from . import consumers
+
+http_urlpatterns = [
+    path(
+        "customer-service/notify/",
+        TokenAuthMiddlewareStack(consumers.ChatNotifyConsumer.as_asgi()),
+    ),
+    path(
+        "mobile-api/my-orders/<int:order_id>/tracker/",
+        TokenAuthMiddlewareStack(consumers.OrderTrackerConsumer.as_asgi()),
+    ),
+]
+
+websocket_urlpatterns = [
+    path("ws/customer-service/<int:order_id>/", consumers.ChatConsumer.as_asgi()),
+]

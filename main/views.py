@@ -1,4 +1,5 @@
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.http import Http404
 from django.shortcuts import render
 
@@ -13,6 +14,13 @@ def home(request):
 def my_orders(request):
     orders = models.Order.objects.filter(user=request.user).order_by("-date_added").with_lines()
     return render(request, "main/my_orders.html", {"orders": orders})
+
+
+@login_required
+def dashboard(request):
+    if not request.user.is_employee:
+        return redirect_to_login(request.get_full_path())
+    return render(request, "main/customer_service.html")
 
 
 def get_chat_order(user, order_id):
