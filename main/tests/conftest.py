@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from . import servers
@@ -17,3 +19,60 @@ def daphne_server(transactional_db):
     yield start
     for server in started:
         server.stop()
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium: never a downloaded browser
+ARTIFACTS = servers.ROOT / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian chromium driven by Playwright (sync API: use it from
+    plain, non-async tests).
+
+    Playwright's sync API keeps an event loop running in this thread, which
+    makes Django refuse ORM calls from the test itself; the app under test is
+    another process (daphne), unaffected by allowing them here."""
+    from playwright.sync_api import sync_playwright
+
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+    if previous is None:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+def browser_login(browser, server, email, password="abcabcabc"):
+    """A new browser context logged in through the real login page."""
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    page = context.new_page()
+    page.goto(f"{server.url}/login/")
+    page.fill("#id_username", email)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server.url}/")
+    return context, page
+
+
+def screenshot(page, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

@@ -88,6 +88,7 @@ def daphne(env_overrides=None, port=None):
         DJANGO_SETTINGS_MODULE="booktime.settings_test",
         DATABASE_URL=test_database_url(),
         PYTHONUNBUFFERED="1",
+        SERVE_MEDIA="1",
     )
     env.update(env_overrides or {})
     args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "booktime.asgi:application"]
