@@ -81,7 +81,8 @@ class Server:
 
 
 def daphne(env_overrides=None, port=None):
-    """Our ASGI application under daphne, on the suite's test database."""
+    """Our ASGI application under daphne (as production runs it, through
+    booktime.serve), on the suite's test database."""
     port = port or free_port()
     env = dict(os.environ)
     env.update(
@@ -91,5 +92,5 @@ def daphne(env_overrides=None, port=None):
         SERVE_MEDIA="1",
     )
     env.update(env_overrides or {})
-    args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "booktime.asgi:application"]
+    args = [sys.executable, "-m", "booktime.serve", "-b", "127.0.0.1", "-p", str(port), "booktime.asgi:application"]
     return Server(args, port, env=env)

@@ -54,11 +54,12 @@ def test_embedded_default_smoke(tmp_path):
         manage + ["runserver", f"127.0.0.1:{port}", "--noreload"], port, env=env, log_path=tmp_path / "runserver.log"
     )
     try:
-        with urllib.request.urlopen(f"{server.url}/login/", timeout=10) as response:
+        with urllib.request.urlopen(f"{server.url}/login/?token=s3cret-token", timeout=10) as response:
             assert response.status == 200
             assert b"Log in" in response.read()
         log = server.log()
         assert "REDIS_URL is not set" in log
         assert "ASGI" in log  # daphne's runserver, not the WSGI one
+        assert "GET /login/ 200" in log and "s3cret" not in log  # no query strings in logs
     finally:
         server.stop()

@@ -1,0 +1,61 @@
+"""Production serving: the shipped nginx config in front of two daphne workers."""
+
+import re
+import shutil
+import subprocess
+import urllib.request
+
+import pytest
+
+from . import servers
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def nginx_config(tmp_path, port, worker_ports):
+    """The shipped deploy/nginx.conf, made to run unprivileged on loopback:
+    plain HTTP on `port`, our workers upstream, logs and paths under tmp_path."""
+    site = (servers.ROOT / "deploy" / "nginx.conf").read_text()
+    site = re.sub(r"server \{\s*listen 80;.*?\n\}\n", "", site, flags=re.S)  # the TLS redirect
+    site = site.replace("listen 443 ssl;", f"listen 127.0.0.1:{port};")
+    site = re.sub(r"\n\s*(listen \[::\]:443 ssl|ssl_certificate\S* [^\n]*);", "", site)
+    upstream = "".join(f"    server 127.0.0.1:{p} max_fails=0;\n" for p in worker_ports)
+    site = re.sub(r"(    server 127\.0\.0\.1:81\d\d max_fails=0;\n)+", upstream, site)
+    site = site.replace("/var/log/nginx/", f"{tmp_path}/").replace("/srv/booktime/", f"{tmp_path}/")
+    config = tmp_path / "nginx.conf"
+    config.write_text(
+        f"daemon off;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
+        "events { worker_connections 1024; }\n"
+        f"http {{\n include /etc/nginx/mime.types;\n client_body_temp_path {tmp_path};\n"
+        f" proxy_temp_path {tmp_path};\n{site}\n}}\n"
+    )
+    return config
+
+
+@pytest.fixture
+def proxied(daphne_server, tmp_path):
+    """nginx on a free port in front of two real daphne workers."""
+    assert servers.Path(NGINX).exists(), "nginx is not installed (scripts/install --dev installs it)"
+    workers = [daphne_server(), daphne_server()]
+    port = servers.free_port()
+    config = nginx_config(tmp_path, port, [w.port for w in workers])
+    check = subprocess.run([NGINX, "-t", "-c", str(config)], capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stderr
+    proxy = servers.Server([NGINX, "-c", str(config)], port, log_path=tmp_path / "nginx.out")
+    yield proxy, workers, tmp_path
+    proxy.stop()
+
+
+def test_nginx_spreads_requests_over_workers_and_no_log_shows_the_query_string(proxied):
+    proxy, workers, tmp_path = proxied
+    for _ in range(4):
+        with urllib.request.urlopen(f"{proxy.url}/login/?token=s3cret-token", timeout=10) as response:
+            assert response.status == 200
+    served = [w.log().count("/login/") for w in workers]
+    assert all(served), f"each worker should have served some requests: {served}"
+
+    access_log = (tmp_path / "booktime.access.log").read_text()
+    assert "GET /login/" in access_log
+    assert "s3cret" not in access_log
+    for worker in workers:  # daphne's own access log
+        assert '"GET /login/"' in worker.log() and "s3cret" not in worker.log()
