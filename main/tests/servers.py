@@ -45,12 +45,14 @@ def test_database_url():
 class Server:
     """A child process serving on 127.0.0.1:port; its output goes to a log file."""
 
-    def __init__(self, args, port, env=None, log_path=None):
+    def __init__(self, args, port, env=None, log_path=None, preexec_fn=None):
         self.port = port
         self.log_path = Path(log_path or ROOT / "artifacts" / f"server-{port}.log")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn
+        )
         try:
             wait_for_port(port, self.process)
         except Exception:

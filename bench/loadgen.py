@@ -1,0 +1,194 @@
+"""Load generation against a chat server: open-loop (fixed rate) and
+closed-loop (ping-pong) message patterns between two clients per room,
+counting latency, loss and duplicates exactly."""
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+
+from websockets.asyncio.client import connect
+
+HEARTBEAT = json.dumps({"type": "heartbeat"})
+
+
+@dataclass
+class Target:
+    """How to talk to one server: its URLs and message framing."""
+
+    name: str
+    base: str  # ws://127.0.0.1:port
+    kind: str  # "product" | "tutorial" | "relay"
+    rooms: list = field(default_factory=list)  # product: [(order_id, customer_token, agent_token)]
+
+    def url(self, room, role):
+        if self.kind == "product":
+            order_id, customer, agent = self.rooms[room]
+            return f"{self.base}/ws/customer-service/{order_id}/?token={customer if role == 0 else agent}"
+        if self.kind == "tutorial":
+            return f"{self.base}/ws/chat/room{room}/"
+        return f"{self.base}/room{room}/"
+
+    def encode(self, text):
+        if self.kind == "product":
+            return json.dumps({"type": "message", "message": text})
+        if self.kind == "tutorial":
+            return json.dumps({"message": text})
+        return text
+
+    def decode(self, frame):
+        """The chat text a server frame carries, or None for other events."""
+        if self.kind == "relay":
+            return frame
+        event = json.loads(frame)
+        if self.kind == "product":
+            return event["message"] if event.get("type") == "chat_message" else None
+        return event["message"]
+
+
+@dataclass
+class Result:
+    sent: int = 0
+    latencies: list = field(default_factory=list)  # seconds, one per delivery to the peer
+    lost: int = 0
+    duplicated: int = 0
+    errors: list = field(default_factory=list)
+    elapsed: float = 0.0
+
+    def percentile(self, q):
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Client:
+    """One socket: records what it receives from its room's other member."""
+
+    def __init__(self, target, room, role, result, heartbeat):
+        self.target, self.room, self.role, self.result = target, room, role, result
+        self.heartbeat = heartbeat and target.kind == "product"
+        self.seen = set()
+        self.expected = set()  # ids the peer sent
+        self.on_message = None  # closed loop: called with each id from the peer
+
+    async def open(self):
+        self.ws = await connect(
+            self.target.url(self.room, self.role), open_timeout=30, max_size=2**20, ping_interval=None, compression=None
+        )
+        self.reader = asyncio.create_task(self.read())
+        if self.heartbeat:
+            self.beater = asyncio.create_task(self.beat())
+
+    async def beat(self):
+        while True:
+            await self.ws.send(HEARTBEAT)
+            await asyncio.sleep(10)
+
+    async def read(self):
+        try:
+            async for frame in self.ws:
+                text = self.target.decode(frame)
+                if text is None:
+                    continue
+                msg_id, sender, sent_at = text.split(" ")
+                if int(sender) == self.role:
+                    continue  # our own message, echoed to the whole room
+                if msg_id in self.seen:
+                    self.result.duplicated += 1
+                    continue
+                self.seen.add(msg_id)
+                self.result.latencies.append(time.perf_counter() - float(sent_at))
+                if self.on_message:
+                    self.on_message(msg_id)
+        except Exception as exc:  # a dropped socket is a result, not a crash
+            self.result.errors.append(f"{type(exc).__name__}: {exc}")
+
+    async def send(self, msg_id):
+        await self.ws.send(self.target.encode(f"{msg_id} {self.role} {time.perf_counter()!r}"))
+        self.result.sent += 1
+
+    async def close(self):
+        if self.heartbeat:
+            self.beater.cancel()
+        await self.ws.close()
+        self.reader.cancel()
+
+
+async def open_rooms(target, rooms, result, heartbeat=True, connect_concurrency=50):
+    gate = asyncio.Semaphore(connect_concurrency)
+    pairs = [(Client(target, r, 0, result, heartbeat), Client(target, r, 1, result, heartbeat)) for r in range(rooms)]
+
+    async def opened(client):
+        async with gate:
+            await client.open()
+
+    await asyncio.gather(*(opened(c) for pair in pairs for c in pair))
+    return pairs
+
+
+async def drain(pairs, result, within):
+    """Wait until every sent message reached its peer, or the timeout."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if all(c.expected <= c.seen for pair in pairs for c in pair):
+            break
+        await asyncio.sleep(0.05)
+    result.lost = sum(len(c.expected - c.seen) for pair in pairs for c in pair)
+
+
+async def open_loop(target, rooms, rate, seconds, drain_timeout=5.0):
+    """`rate` messages/s in total, spread over the rooms, alternating sender."""
+    result = Result()
+    pairs = await open_rooms(target, rooms, result)
+    await asyncio.sleep(0.5)  # let join events pass
+    total = int(rate * seconds)
+    start = time.perf_counter()
+    for k in range(total):
+        delay = start + k / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        pair = pairs[k % rooms]
+        sender = (k // rooms) % 2
+        msg_id = f"{k}"
+        pair[1 - sender].expected.add(msg_id)
+        await pair[sender].send(msg_id)
+    result.elapsed = time.perf_counter() - start
+    await drain(pairs, result, drain_timeout)
+    await asyncio.gather(*(c.close() for pair in pairs for c in pair), return_exceptions=True)
+    return result
+
+
+async def closed_loop(target, rooms, seconds, drain_timeout=5.0):
+    """Each room plays ping-pong: a message is answered as soon as it
+    arrives, so `rooms` messages are in flight at any time."""
+    result = Result()
+    pairs = await open_rooms(target, rooms, result)
+    await asyncio.sleep(0.5)
+    counter = iter(range(10**9))
+    stop_at = time.perf_counter() + seconds
+    pending = set()
+
+    def replier(pair, role):
+        def on_message(_):
+            if time.perf_counter() < stop_at:
+                msg_id = f"{next(counter)}"
+                pair[1 - role].expected.add(msg_id)
+                task = asyncio.create_task(pair[role].send(msg_id))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+
+        return on_message
+
+    start = time.perf_counter()
+    for pair in pairs:
+        pair[0].on_message = replier(pair, 0)
+        pair[1].on_message = replier(pair, 1)
+        msg_id = f"{next(counter)}"
+        pair[1].expected.add(msg_id)
+        await pair[0].send(msg_id)
+    await asyncio.sleep(max(0.0, stop_at - time.perf_counter()))
+    result.elapsed = time.perf_counter() - start
+    await drain(pairs, result, drain_timeout)
+    await asyncio.gather(*(c.close() for pair in pairs for c in pair), return_exceptions=True)
+    return result

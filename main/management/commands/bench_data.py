@@ -1,0 +1,49 @@
+"""Data for the benchmark: one order per room, its customer and one agent,
+with API tokens, written to artifacts/bench-rooms.json as
+[[order_id, customer_token, agent_token], ...]."""
+
+import json
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+from rest_framework.authtoken.models import Token
+
+from main import models
+
+
+class Command(BaseCommand):
+    help = "Create (or reuse) benchmark users, orders and tokens."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--rooms", type=int, default=500)
+
+    def handle(self, *args, rooms, **options):
+        from django.core.management import call_command
+
+        call_command("migrate", "--noinput", verbosity=0)
+        agent, _ = models.User.objects.get_or_create(email="bench-agent@booktime.domain", defaults={"is_staff": True})
+        agent.groups.add(Group.objects.get(name=models.EMPLOYEES_GROUP))
+        agent_token = Token.objects.get_or_create(user=agent)[0].key
+        out = []
+        for n in range(rooms):
+            customer, _ = models.User.objects.get_or_create(email=f"bench-customer-{n}@example.com")
+            order = models.Order.objects.filter(user=customer).first() or models.Order.objects.create(
+                user=customer,
+                billing_name="Bench",
+                billing_address1="1 Loop",
+                billing_zip_code="0",
+                billing_city="Loopback",
+                billing_country="uk",
+                shipping_name="Bench",
+                shipping_address1="1 Loop",
+                shipping_zip_code="0",
+                shipping_city="Loopback",
+                shipping_country="uk",
+            )
+            out.append([order.pk, Token.objects.get_or_create(user=customer)[0].key, agent_token])
+        path = Path(settings.BASE_DIR) / "artifacts" / "bench-rooms.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(out))
+        self.stdout.write(f"{rooms} rooms in {path}")
