@@ -4,9 +4,13 @@ The mobile app sends its DRF token as `?token=<key>` (a WebSocket client in
 a browser cannot set headers); other clients may send `Authorization: Token
 <key>`. A request with a token is that token's user, or anonymous if the
 token is not valid; without one, the session decides. Neither the token nor
-the query string is ever logged here.
+the query string is ever logged here, the token is taken out of the query
+string the consumers see, and daphne's access log is kept free of it too
+(see redact_tokens).
 """
 
+import functools
+import re
 from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
@@ -14,6 +18,10 @@ from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
 from rest_framework.authtoken.models import Token
+
+TOKEN_PARAM = b"token"
+# DRF keys are 40 hex characters; anything else is not worth a query.
+KEY_SHAPE = re.compile(r"[0-9a-fA-F]{1,64}")
 
 
 def token_key(scope):
@@ -24,13 +32,25 @@ def token_key(scope):
             scheme, _, key = value.decode("latin-1").partition(" ")
             if scheme.lower() == "token" and key.strip():
                 return key.strip()
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    query = parse_qs(_query_bytes(scope).decode("latin-1"))
     keys = query.get("token")
     return keys[0] if keys else None
 
 
+def _query_bytes(scope):
+    query = scope.get("query_string", b"")
+    return query.encode("latin-1") if isinstance(query, str) else query
+
+
+def without_token(query):
+    """The query string minus its token parameter(s), the rest untouched."""
+    return b"&".join(p for p in query.split(b"&") if p.split(b"=", 1)[0] != TOKEN_PARAM)
+
+
 @database_sync_to_async
 def user_for_token(key):
+    if not KEY_SHAPE.fullmatch(key):
+        return AnonymousUser()
     token = Token.objects.select_related("user").filter(key=key).first()
     if token is None or not token.user.is_active:
         return AnonymousUser()
@@ -41,10 +61,48 @@ class TokenAuthMiddleware(BaseMiddleware):
     async def __call__(self, scope, receive, send):
         key = token_key(scope)
         if key is not None:
-            scope = dict(scope, user=await user_for_token(key))
+            scope = dict(scope, user=await user_for_token(key), query_string=without_token(_query_bytes(scope)))
         return await super().__call__(scope, receive, send)
 
 
 def TokenAuthMiddlewareStack(inner):
     """Session and cookie auth, then a token (if any) overrides the user."""
     return AuthMiddlewareStack(TokenAuthMiddleware(inner))
+
+
+# --- Keeping tokens out of the access log -------------------------------------
+#
+# daphne writes the full request URI, query string included, to its access log
+# (`daphne` on stdout by default, and `runserver`): `?token=<key>` would land
+# in the logs before any of our code runs. Both loggers take the same
+# (protocol, action, details) call; we redact details["path"] on the way in.
+
+TOKEN_IN_URL = re.compile(r"([?&;]token=)[^&;#\s]*", re.IGNORECASE)
+
+
+def redact_tokens(text):
+    return TOKEN_IN_URL.sub(r"\1[redacted]", text) if isinstance(text, str) else text
+
+
+def _redacting(log_action):
+    @functools.wraps(log_action)
+    def wrapper(self, protocol, action, details):
+        if isinstance(details, dict) and "path" in details:
+            details = dict(details, path=redact_tokens(details["path"]))
+        return log_action(self, protocol, action, details)
+
+    wrapper.redacts_tokens = True
+    return wrapper
+
+
+def install_access_log_redaction():
+    from daphne.access import AccessLogGenerator
+    from daphne.management.commands.runserver import Command as RunserverCommand
+
+    for cls, name in ((AccessLogGenerator, "__call__"), (RunserverCommand, "log_action")):
+        method = getattr(cls, name)
+        if not getattr(method, "redacts_tokens", False):
+            setattr(cls, name, _redacting(method))
+
+
+install_access_log_redaction()
