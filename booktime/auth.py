@@ -16,7 +16,9 @@ from urllib.parse import parse_qs
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
+from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.contrib.auth.models import AnonymousUser
+from django.db import close_old_connections
 from rest_framework.authtoken.models import Token
 
 TOKEN_PARAM = b"token"
@@ -47,27 +49,48 @@ def without_token(query):
     return b"&".join(p for p in query.split(b"&") if p.split(b"=", 1)[0] != TOKEN_PARAM)
 
 
-@database_sync_to_async
-def user_for_token(key):
+def _user_for_token_sync(key):
     if not KEY_SHAPE.fullmatch(key):
         return AnonymousUser()
-    token = Token.objects.select_related("user").filter(key=key).first()
+    try:
+        token = Token.objects.select_related("user").filter(key=key).first()
+    finally:
+        # database_sync_to_async tidies connections outside the context the
+        # query ran in (asgiref copies it), so it would miss this one.
+        close_old_connections()
     if token is None or not token.user.is_active:
         return AnonymousUser()
     return token.user
 
 
+# An independent read: any worker thread will do, so requests run side by side.
+user_for_token = database_sync_to_async(_user_for_token_sync, thread_sensitive=False)
+
+
 class TokenAuthMiddleware(BaseMiddleware):
+    """A request with a token is that token's user (or anonymous); one
+    without goes through Channels' session authentication."""
+
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.with_session_user = AuthMiddlewareStack(inner)
+        # With a token the session is still there, but not asked for a user:
+        # that lookup goes through a single shared thread, a bottleneck for
+        # many concurrent mobile requests.
+        self.with_session = CookieMiddleware(SessionMiddleware(inner))
+
     async def __call__(self, scope, receive, send):
         key = token_key(scope)
-        if key is not None:
-            scope = dict(scope, user=await user_for_token(key), query_string=without_token(_query_bytes(scope)))
-        return await super().__call__(scope, receive, send)
+        if key is None:
+            return await self.with_session_user(scope, receive, send)
+        user = await user_for_token(key)
+        scope = dict(scope, user=user, query_string=without_token(_query_bytes(scope)))
+        return await self.with_session(scope, receive, send)
 
 
 def TokenAuthMiddlewareStack(inner):
-    """Session and cookie auth, then a token (if any) overrides the user."""
-    return AuthMiddlewareStack(TokenAuthMiddleware(inner))
+    """Token auth (query string or header), falling back to the session."""
+    return TokenAuthMiddleware(inner)
 
 
 # --- Keeping tokens out of the access log -------------------------------------

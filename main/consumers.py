@@ -7,6 +7,7 @@ import logging
 from channels.db import database_sync_to_async
 from channels.generic.http import AsyncHttpConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db import close_old_connections
 
 from . import courier, models
 
@@ -87,8 +88,16 @@ def _headers(content_type):
     ]
 
 
-@database_sync_to_async
-def _owns_order(user, order_id):
+def _owns_order_sync(user, order_id):
     if user is None or not user.is_authenticated:
         return False
-    return models.Order.objects.filter(pk=order_id, user=user).exists()
+    try:
+        return models.Order.objects.filter(pk=order_id, user=user).exists()
+    finally:
+        # database_sync_to_async tidies connections outside the context the
+        # query ran in (asgiref copies it), so it would miss this one.
+        close_old_connections()
+
+
+# An independent read: any worker thread will do, so requests run side by side.
+_owns_order = database_sync_to_async(_owns_order_sync, thread_sensitive=False)

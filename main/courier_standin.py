@@ -5,6 +5,8 @@ A small aiohttp server; it needs no Django, so it can also run as
 
     GET  /track/<order_id>     the order's shipment status, as plain text
     GET  /control              the current configuration and hit counts
+    GET  /control/wait?order_id=7&hits=50&timeout=2
+                               answers once order 7 has had 50 requests (408 on timeout)
     POST /control              JSON, merged into the configuration:
         {"delay": 0.5, "mode": "ok",                        # every order
          "orders": {"7": {"status": "Delivered", "delay": 1, "mode": "error500"}},
@@ -42,6 +44,7 @@ class Courier:
     def reset(self):
         self.config = dict(self.defaults, orders={})
         self.hits = {}
+        self.hit = asyncio.Condition()
 
     def for_order(self, order_id):
         own = self.config["orders"].get(str(order_id), {})
@@ -54,6 +57,8 @@ class Courier:
     async def track(self, request):
         order_id = int(request.match_info["order_id"])
         self.hits[str(order_id)] = self.hits.get(str(order_id), 0) + 1
+        async with self.hit:
+            self.hit.notify_all()
         conf = self.for_order(order_id)
         mode = conf["mode"]
         if mode == "hang":
@@ -82,6 +87,15 @@ class Courier:
     async def show_control(self, request):
         return web.json_response(dict(self.config, hits=self.hits))
 
+    async def wait_for_hits(self, request):
+        order_id, wanted = request.query["order_id"], int(request.query["hits"])
+        try:
+            async with asyncio.timeout(float(request.query.get("timeout", 5))), self.hit:
+                await self.hit.wait_for(lambda: self.hits.get(order_id, 0) >= wanted)
+        except TimeoutError:
+            return web.json_response({"hits": self.hits.get(order_id, 0)}, status=408)
+        return web.json_response({"hits": self.hits[order_id]})
+
     async def control(self, request):
         changes = await request.json()
         if changes.pop("reset", False):
@@ -99,6 +113,7 @@ def make_app(delay=0.0, mode="ok"):
         [
             web.get(r"/track/{order_id:\d+}", courier.track),
             web.get("/control", courier.show_control),
+            web.get("/control/wait", courier.wait_for_hits),
             web.post("/control", courier.control),
         ]
     )
