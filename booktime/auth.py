@@ -34,7 +34,8 @@ def token_key(scope):
             scheme, _, key = value.decode("latin-1").partition(" ")
             if scheme.lower() == "token" and key.strip():
                 return key.strip()
-    query = parse_qs(_query_bytes(scope).decode("latin-1"))
+    # keep_blank_values: `?token=` is a bad token (anonymous), not no token.
+    query = parse_qs(_query_bytes(scope).decode("latin-1"), keep_blank_values=True)
     keys = query.get("token")
     return keys[0] if keys else None
 

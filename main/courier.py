@@ -11,6 +11,7 @@ caller (the order tracker) turns it into a 502 or 504.
 
 import asyncio
 import json
+import sys
 import weakref
 from urllib.parse import urljoin, urlsplit
 
@@ -56,7 +57,20 @@ def get_session():
             headers={"User-Agent": "BookTime-tracker/1.0"},
         )
         _sessions[loop] = session
+        _close_at_server_shutdown()
     return session
+
+
+def _close_at_server_shutdown():
+    """Under daphne (a Twisted reactor, which has no ASGI lifespan), close the
+    session before the loop stops, rather than leak it with an error line."""
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is not None:
+        from twisted.internet.defer import Deferred
+
+        reactor.addSystemEventTrigger(
+            "before", "shutdown", lambda: Deferred.fromFuture(asyncio.ensure_future(close_session()))
+        )
 
 
 async def close_session():

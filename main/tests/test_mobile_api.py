@@ -1,6 +1,7 @@
 """The mobile REST API end to end: a real daphne on loopback, a real HTTP
 client (aiohttp), the test PostgreSQL and Redis."""
 
+import time
 from decimal import Decimal
 
 import pytest
@@ -13,7 +14,7 @@ from rest_framework.test import APIClient
 from main import factories
 
 from . import mobile_servers
-from .mobile_servers import LOGIN_RATE, fetch, token_header
+from .mobile_servers import LOGIN_RATE, configure, fetch, token_header
 
 # The shared fixtures: a daphne, the courier stand-in, clean data per test.
 app, clean, standin = mobile_servers.app, mobile_servers.clean, mobile_servers.standin
@@ -187,3 +188,28 @@ def test_migration_gives_existing_users_a_token(transactional_db):
 
     tokens = Token.objects.filter(user_id__in=[u.pk for u in users])
     assert tokens.count() == 3 and all(len(t.key) == 40 for t in tokens)
+
+
+def test_no_token_or_password_in_the_server_log(app, standin, clean):
+    """daphne writes every request's URI to its access log: the tokens the
+    app sends in query strings must not land there, nor anything we log."""
+    user = factories.UserFactory(email="phone@site.com")
+    order = factories.OrderFactory(user=user)
+    token = login(app, username="phone@site.com", password=PASSWORD).json()["token"]
+    tracker = f"{app.url}/mobile-api/my-orders/{order.id}/tracker/"
+    assert fetch("GET", f"{tracker}?token={token}").status == 200
+    assert fetch("GET", tracker, headers=token_header(token)).status == 200
+    assert fetch("GET", f"{app.url}/mobile-api/my-orders/?token={token}&page=1").status == 401
+    assert fetch("GET", f"{tracker}?token=0123456789abcdef0123456789abcdef01234567").status == 404
+    configure(standin, orders={order.id: {"mode": "error500"}})
+    assert fetch("GET", f"{tracker}?token={token}").status == 502
+
+    # The access log line of the last request is written when it completes.
+    deadline = time.monotonic() + 5
+    while 'tracker/?token=[redacted]" 502' not in app.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = app.log()
+    assert 'tracker/?token=[redacted]" 502' in log
+    assert 'my-orders/?token=[redacted]&page=1" 401' in log
+    assert "Order tracking failed" in log
+    assert token not in log and "0123456789abcdef" not in log and PASSWORD not in log
