@@ -61,6 +61,10 @@ class OrderTrackerConsumer(Asgi2Compatible, AsyncHttpConsumer):
         return await courier.fetch_status(order_id)
 
     async def handle(self, body):
+        if self.scope.get("method", "GET") != "GET":
+            body = json.dumps({"detail": "Only GET is allowed.", "code": "method_not_allowed"}).encode()
+            headers = [*_headers("application/json", body), (b"Allow", b"GET")]
+            return await self.send_response(405, body, headers=headers)
         order_id = self.scope["url_route"]["kwargs"]["order_id"]
         user = self.scope.get("user")
         if not await _owns_order(user, order_id):
@@ -74,15 +78,17 @@ class OrderTrackerConsumer(Asgi2Compatible, AsyncHttpConsumer):
             logger.warning("Order tracking failed for order %s: %s", order_id, exc)
             return await self.send_json(exc.status, {"detail": str(exc), "code": exc.code})
         content_type = getattr(payload, "content_type", courier.TEXT)
-        await self.send_response(200, payload, headers=_headers(content_type))
+        await self.send_response(200, payload, headers=_headers(content_type, payload))
 
     async def send_json(self, status, data):
-        await self.send_response(status, json.dumps(data).encode(), headers=_headers("application/json"))
+        body = json.dumps(data).encode()
+        await self.send_response(status, body, headers=_headers("application/json", body))
 
 
-def _headers(content_type):
+def _headers(content_type, body):
     return [
         (b"Content-Type", content_type.encode()),
+        (b"Content-Length", str(len(body)).encode()),
         (b"Cache-Control", b"no-store"),
         (b"X-Content-Type-Options", b"nosniff"),
     ]

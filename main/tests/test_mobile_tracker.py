@@ -38,6 +38,11 @@ def test_owner_gets_the_couriers_status_with_a_query_or_header_token(app, standi
 
     by_header = fetch("GET", tracker(app, order.id), headers=token_header(token))
     assert by_header.status == 200 and by_header.body == b"Out for delivery"
+    assert by_header.headers["Content-Length"] == "16"
+    assert hits(standin, order.id) == 2
+
+    post = fetch("POST", tracker(app, order.id), headers=token_header(token))
+    assert post.status == 405 and post.headers["Allow"] == "GET"
     assert hits(standin, order.id) == 2
 
 
