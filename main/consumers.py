@@ -57,6 +57,10 @@ class OrderTrackerConsumer(Asgi2Compatible, AsyncHttpConsumer):
     order, for its owner only. The courier is called without blocking the
     event loop, within COURIER_API_TIMEOUT; its failures become a 502 or 504."""
 
+    # A plain request/response proxy: no channel on the channel layer (saves
+    # a Redis channel and a receive loop per request).
+    channel_layer_alias = None
+
     async def query_remote_server(self, order_id):
         return await courier.fetch_status(order_id)
 

@@ -33,11 +33,15 @@ def seen(scope):
 
 
 class WhoAmI(AsyncHttpConsumer):
+    channel_layer_alias = None  # not needed here
+
     async def handle(self, body):
         await self.send_response(200, json.dumps(seen(self.scope)).encode())
 
 
 class WhoAmISocket(AsyncJsonWebsocketConsumer):
+    channel_layer_alias = None
+
     async def connect(self):
         await self.accept()
         await self.send_json(seen(self.scope))
