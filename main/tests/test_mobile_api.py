@@ -1,9 +1,12 @@
 """The mobile REST API end to end: a real daphne on loopback, a real HTTP
 client (aiohttp), the test PostgreSQL and Redis."""
 
+import asyncio
+import importlib.util
 import time
 from decimal import Decimal
 
+import aiohttp
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -213,3 +216,30 @@ def test_no_token_or_password_in_the_server_log(app, standin, clean):
     assert 'my-orders/?token=[redacted]&page=1" 401' in log
     assert "Order tracking failed" in log
     assert token not in log and "0123456789abcdef" not in log and PASSWORD not in log
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("main.chat") is None, reason="the chat consumer (main/chat.py) is not in this tree"
+)
+def test_the_chat_socket_takes_the_token_from_the_query_string_or_a_header(app, clean):
+    user = factories.UserFactory(email="phone@site.com")
+    token = Token.objects.get(user=user).key
+    other = Token.objects.get(user=factories.UserFactory(email="other@site.com")).key
+    order = factories.OrderFactory(user=user)
+    url = f"{app.ws_url}/ws/customer-service/{order.id}/"
+
+    async def first_event(full_url, headers=None):
+        async with aiohttp.ClientSession() as session:
+            try:
+                async with session.ws_connect(full_url, headers=headers, timeout=aiohttp.ClientWSTimeout(5)) as ws:
+                    return await ws.receive_json(timeout=5)
+            except aiohttp.WSServerHandshakeError as exc:
+                return exc.status
+
+    join = {"type": "chat_join", "username": "phone@site.com"}
+    assert asyncio.run(first_event(f"{url}?token={token}")) == join
+    assert asyncio.run(first_event(url, token_header(token))) == join
+    assert asyncio.run(first_event(f"{url}?token={other}")) == 403
+    assert asyncio.run(first_event(f"{url}?token=0123456789abcdef0123456789abcdef01234567")) == 403
+    assert asyncio.run(first_event(url)) == 403
+    assert token not in app.log() and other not in app.log()
