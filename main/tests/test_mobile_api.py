@@ -72,6 +72,16 @@ def test_login_attempts_are_throttled(app, clean):
     assert 0 < int(throttled.headers["Retry-After"]) <= 60
 
 
+def test_the_login_throttle_is_shared_by_server_processes(app, clean, daphne_server):
+    """The counts live in Redis: attempts on two processes add up."""
+    other = daphne_server({"MOBILE_LOGIN_RATE": f"{LOGIN_RATE}/min"})
+    factories.UserFactory(email="phone@site.com")
+    for n in range(LOGIN_RATE):
+        assert login(app if n % 2 else other, username="phone@site.com", password="guess").status == 400
+    assert login(other, username="phone@site.com", password=PASSWORD).status == 429
+    assert login(app, username="phone@site.com", password=PASSWORD).status == 429
+
+
 def test_logout_revokes_the_token(app, clean):
     factories.UserFactory(email="phone@site.com")
     token = login(app, username="phone@site.com", password=PASSWORD).json()["token"]
