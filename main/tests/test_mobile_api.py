@@ -182,6 +182,13 @@ def test_openapi_schema_describes_the_mobile_api(app, clean):
     assert docs.status == 200 and b"SwaggerUIBundle" in docs.body
 
 
+def test_openapi_schema_is_valid(tmp_path):
+    from django.core.management import call_command
+
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
+    assert "/mobile-api/my-orders/{order_id}/tracker/" in (tmp_path / "schema.yaml").read_text()
+
+
 def test_migration_gives_existing_users_a_token(transactional_db):
     from django.db.migrations.executor import MigrationExecutor
 
