@@ -5,11 +5,18 @@ PY := .venv/bin/python
 
 .PHONY: demo test lint
 
+COURIER_PORT ?= 8001
+
+# The courier stand-in runs in the background for as long as runserver does
+# (the tracker's default COURIER_API_URL points at it).
 demo:
 	scripts/install
 	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --noinput
 	DEBUG=$${DEBUG:-1} $(PY) manage.py seed_demo
-	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver 127.0.0.1:8000
+	DEBUG=$${DEBUG:-1} $(PY) manage.py run_courier_standin --port $(COURIER_PORT) & standin=$$!; \
+	trap 'kill $$standin 2>/dev/null' EXIT INT TERM; \
+	DEBUG=$${DEBUG:-1} COURIER_API_URL=$${COURIER_API_URL:-http://127.0.0.1:$(COURIER_PORT)/} \
+		$(PY) manage.py runserver 127.0.0.1:8000
 
 test:
 	scripts/install --dev

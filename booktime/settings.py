@@ -139,21 +139,57 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-# The courier's shipment-tracking API, proxied by the order tracker.
+# Mobile API ------------------------------------------------------------------
+
+# The courier's shipment-tracking API, proxied by the order tracker
+# (main/courier.py): GET <COURIER_API_URL>track/<order_id>. `make demo` runs a
+# local stand-in on port 8001 (main/courier_standin.py).
 COURIER_API_URL = env.str("COURIER_API_URL", default="http://127.0.0.1:8001/")
 COURIER_API_TIMEOUT = env.float("COURIER_API_TIMEOUT", default=5.0)
+COURIER_API_KEY = env.str("COURIER_API_KEY", default="")  # sent as a Bearer token when set
+
+# The login throttle counts in Django's cache, so the cache must be shared by
+# every server process: Redis when there is one.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "booktime",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 REST_FRAMEWORK = {
+    # Token first: its WWW-Authenticate header makes a request without
+    # credentials a 401 (with session first, DRF answers 403).
     "DEFAULT_AUTHENTICATION_CLASSES": (
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "main.endpoints.exception_handler",
+    # Login attempts per client IP address (see README, "Mobile API").
+    "DEFAULT_THROTTLE_RATES": {"mobile-login": env.str("MOBILE_LOGIN_RATE", default="10/min")},
+    # Behind a reverse proxy, set to the number of proxies so the throttle sees
+    # the client's address (X-Forwarded-For) rather than the proxy's.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=None),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "BookTime mobile API",
+    "DESCRIPTION": (
+        "Token-authenticated API for the BookTime mobile app. Log in at /mobile-api/auth/ for a token, "
+        "then send it as `Authorization: Token <key>` (or `?token=<key>` on the tracker and the chat socket)."
+    ),
     "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "PREPROCESSING_HOOKS": ["main.endpoints.only_mobile_api"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "main.endpoints.add_tracker_to_schema",
+    ],
 }
 
 LOGGING = {

@@ -1,19 +1,168 @@
-"""The mobile app's REST API (Django REST framework)."""
+"""The mobile app's REST API (Django REST framework), and its OpenAPI
+description (drf-spectacular; the tracker, a Channels consumer, is added to
+it by hand in add_tracker_to_schema)."""
 
-from rest_framework.authtoken import views as authtoken_views
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
+from rest_framework import serializers, status, views
+from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.decorators import api_view, permission_classes
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 
 from . import models
 
-obtain_auth_token = authtoken_views.obtain_auth_token
+MOBILE_API = "/mobile-api/"
 
 
-@api_view()
+class ErrorSerializer(serializers.Serializer):
+    """Every error the mobile API answers: a message and a stable code."""
+
+    detail = serializers.CharField()
+    code = serializers.CharField()
+    errors = serializers.DictField(required=False, help_text="Per-field messages, for invalid input.")
+
+
+def exception_handler(exc, context):
+    """DRF's answer, plus a machine-readable `code` next to `detail`."""
+    response = views.exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict) and "detail" in response.data:
+        codes = exc.get_codes() if hasattr(exc, "get_codes") else None
+        response.data["code"] = codes if isinstance(codes, str) else "error"
+    return response
+
+
+def errors(*codes):
+    return OpenApiResponse(ErrorSerializer, description=", ".join(codes))
+
+
+# --- Login and logout ----------------------------------------------------------
+
+
+class ObtainToken(views.APIView):
+    """Log in with email and password; answers the user's token."""
+
+    authentication_classes = ()
+    permission_classes = ()
+    parser_classes = (JSONParser, FormParser, MultiPartParser)
+    throttle_classes = (ScopedRateThrottle,)
+    throttle_scope = "mobile-login"
+
+    @extend_schema(
+        operation_id="mobile_login",
+        tags=["mobile-api"],
+        request=inline_serializer(
+            "Login",
+            {"username": serializers.CharField(help_text="The user's email"), "password": serializers.CharField()},
+        ),
+        responses={
+            200: inline_serializer("TokenAnswer", {"token": serializers.CharField()}),
+            400: errors("invalid_credentials", "invalid"),
+            429: errors("throttled"),
+        },
+        auth=[],
+    )
+    def post(self, request):
+        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
+        if not serializer.is_valid():
+            if "non_field_errors" in serializer.errors:
+                detail = {"detail": "Unable to log in with these credentials.", "code": "invalid_credentials"}
+            else:
+                detail = {"detail": "Username and password are required.", "code": "invalid"}
+            return Response(dict(detail, errors=serializer.errors), status=status.HTTP_400_BAD_REQUEST)
+        token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
+        return Response({"token": token.key})
+
+
+obtain_auth_token = ObtainToken.as_view()
+
+
+@extend_schema(
+    operation_id="mobile_logout",
+    tags=["mobile-api"],
+    request=None,
+    responses={204: OpenApiResponse(description="The token is revoked"), 401: errors("not_authenticated")},
+)
+@api_view(["POST"])
+@permission_classes((IsAuthenticated,))
+def logout(request):
+    """Revoke the caller's token (a lost phone is cut off); log in again for a new one."""
+    Token.objects.filter(user=request.user).delete()
+    return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- My orders -----------------------------------------------------------------
+
+
+class MobileOrderSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    image = serializers.SerializerMethodField(help_text="Absolute URL of the first product's thumbnail")
+    summary = serializers.CharField(help_text='e.g. "2 x The B Book, 1 x The book of A"')
+    price = serializers.SerializerMethodField(help_text="Total price, e.g. 28.0")
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_image(self, order):
+        url = order.mobile_thumb_url
+        return self.context["request"].build_absolute_uri(url) if url else None
+
+    @extend_schema_field(OpenApiTypes.DOUBLE)
+    def get_price(self, order):
+        return float(order.total_price)
+
+
+@extend_schema(
+    operation_id="mobile_my_orders",
+    tags=["mobile-api"],
+    responses={200: MobileOrderSerializer(many=True), 401: errors("not_authenticated")},
+)
+@api_view(["GET"])
 @permission_classes((IsAuthenticated,))
 def my_orders(request):
-    orders = models.Order.objects.filter(user=request.user).order_by("-date_added").with_lines()
-    return Response(
-        [{"id": o.id, "image": o.mobile_thumb_url, "summary": o.summary, "price": o.total_price} for o in orders]
-    )
+    """The caller's orders, newest first."""
+    orders = models.Order.objects.filter(user=request.user).order_by("-date_added", "-pk").with_lines()
+    return Response(MobileOrderSerializer(orders, many=True, context={"request": request}).data)
+
+
+# --- OpenAPI -------------------------------------------------------------------
+
+
+def only_mobile_api(endpoints, **kwargs):
+    return [e for e in endpoints if e[0].startswith(MOBILE_API)]
+
+
+def add_tracker_to_schema(result, generator, request, public):
+    """The tracker is a Channels consumer, which drf-spectacular cannot see."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    result["components"].setdefault("securitySchemes", {})["tokenQuery"] = {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "The token as a query parameter, as the mobile app sends it.",
+    }
+    result["paths"][MOBILE_API + "my-orders/{order_id}/tracker/"] = {
+        "get": {
+            "operationId": "mobile_order_tracker",
+            "summary": "The courier's shipment status for one of the caller's orders",
+            "description": (
+                "The courier's answer, passed through: `application/json` if the courier sent valid JSON, "
+                "otherwise `text/plain`. Someone else's order, an unknown order and no login all get the "
+                "same 404. The courier is asked within a timeout (COURIER_API_TIMEOUT)."
+            ),
+            "tags": ["mobile-api"],
+            "parameters": [{"name": "order_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "security": [{"tokenAuth": []}, {"tokenQuery": []}, {"cookieAuth": []}],
+            "responses": {
+                "200": {
+                    "description": "The courier's status for the order",
+                    "content": {"text/plain": {"schema": {"type": "string"}}, "application/json": {"schema": {}}},
+                },
+                "404": {"description": "not_found: not your order, no such order, or not logged in", "content": error},
+                "502": {"description": "courier_unavailable: the courier failed or answered garbage", "content": error},
+                "504": {"description": "courier_timeout: the courier did not answer in time", "content": error},
+            },
+        }
+    }
+    return result

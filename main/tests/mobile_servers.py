@@ -1,0 +1,108 @@
+"""Real servers and a real HTTP client for the mobile API's end-to-end tests:
+our app under daphne and the courier stand-in, both on loopback."""
+
+import asyncio
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+from django.core.cache import cache
+
+from . import servers
+
+COURIER_TIMEOUT = 1.5  # the test app's COURIER_API_TIMEOUT
+LOGIN_RATE = 5  # the test app's login attempts per minute
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict
+    body: bytes
+    elapsed: float
+
+    def json(self):
+        return json.loads(self.body)
+
+
+async def afetch(session, method, url, **kwargs):
+    started = time.monotonic()
+    async with session.request(method, url, allow_redirects=False, **kwargs) as response:
+        body = await response.read()
+        return Answer(response.status, dict(response.headers), body, time.monotonic() - started)
+
+
+def fetch(method, url, timeout=15, **kwargs):
+    """One request with a fresh aiohttp client, from a plain (sync) test."""
+
+    async def go():
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+            return await afetch(session, method, url, **kwargs)
+
+    return asyncio.run(go())
+
+
+def start_standin():
+    port = servers.free_port()
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="booktime.settings_test", PYTHONUNBUFFERED="1")
+    args = [sys.executable, "manage.py", "run_courier_standin", "--port", str(port)]
+    return servers.Server(args, port, env=env)
+
+
+def configure(standin, **changes):
+    """Change the stand-in's behaviour (see main/courier_standin.py)."""
+    answer = fetch("POST", f"{standin.url}/control", json=changes)
+    assert answer.status == 200, answer.body
+    return answer.json()
+
+
+def hits(standin, order_id):
+    return fetch("GET", f"{standin.url}/control").json()["hits"].get(str(order_id), 0)
+
+
+def token_header(token):
+    return {"Authorization": f"Token {token}"}
+
+
+def reset_login_throttle():
+    # ScopedRateThrottle's key for anonymous clients on loopback.
+    cache.delete("throttle_mobile-login_127.0.0.1")
+
+
+@pytest.fixture(scope="module")
+def standin():
+    server = start_standin()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def app(django_db_setup, django_db_blocker, standin):
+    """Our app under daphne, once per module, on the test database, calling
+    the stand-in courier with a short timeout."""
+    with django_db_blocker.unblock():
+        server = servers.daphne(
+            {
+                "COURIER_API_URL": f"{standin.url}/",
+                "COURIER_API_TIMEOUT": str(COURIER_TIMEOUT),
+                "MOBILE_LOGIN_RATE": f"{LOGIN_RATE}/min",
+                # Persistent connections, as README advises for production:
+                # a new PostgreSQL connection per request costs ~10 ms.
+                "DATABASE_URL": servers.test_database_url() + "?conn_max_age=60",
+            }
+        )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def clean(transactional_db, standin):
+    """Committed data the server process can see; a fresh courier and throttle."""
+    reset_login_throttle()
+    configure(standin, reset=True)
+    yield
+    reset_login_throttle()
