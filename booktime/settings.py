@@ -151,3 +151,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Presence
+# Who is in which order chat (main/presence.py): in Redis under this prefix
+# when REDIS_URL is set, in this process otherwise.
+PRESENCE_KEY_PREFIX = env.str("PRESENCE_KEY_PREFIX", default="booktime:presence:")
+# The dashboard's event stream (main.consumers.ChatNotifyConsumer): a comment
+# line this often keeps proxies from closing an idle stream; a stream ends
+# after SSE_MAX_SECONDS (the browser reconnects, and authorisation is checked
+# again).
+SSE_KEEPALIVE_SECONDS = env.float("SSE_KEEPALIVE_SECONDS", default=15.0)
+SSE_MAX_SECONDS = env.float("SSE_MAX_SECONDS", default=1800.0)
