@@ -6,6 +6,8 @@ import uuid
 
 import pytest
 import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
+from django.db import connections
 
 from main import presence, redis_pool
 
@@ -37,8 +39,12 @@ def store(request, settings, prefix):
 
 @pytest.fixture
 async def close_pool():
+    """Close this test loop's Redis pool, and the database connection that
+    database_sync_to_async opened in its thread (it would hold the test
+    database open)."""
     yield
     await redis_pool.close_redis()
+    await sync_to_async(connections.close_all)()
 
 
 def present(snap):
