@@ -226,13 +226,6 @@ def _chat_link(order_id):
     return reverse("cs_chat", kwargs={"order_id": order_id})
 
 
-def _query(scope):
-    raw = scope.get("query_string", b"")
-    if isinstance(raw, bytes):  # as ASGI gives it; the chapter's test passes a str
-        raw = raw.decode("latin-1")
-    return parse_qs(raw, keep_blank_values=True)
-
-
 class ChatNotifyConsumer(Asgi2Compatible, AsyncHttpConsumer):
     """customer-service/notify/: which order chats have someone present.
 
@@ -262,7 +255,8 @@ class ChatNotifyConsumer(Asgi2Compatible, AsyncHttpConsumer):
         if not await _is_employee(user):
             await self.send_response(403, b"Employees only.\n", headers=TEXT_HEADERS)
             return
-        query = _query(self.scope)
+        # _query: as ASGI gives it (bytes) or as the chapter's test passes it (str).
+        query = parse_qs(_query(self.scope), keep_blank_values=True)
         self._v2 = query.get("format") == ["v2"]
         if "nopoll" in query:
             try:

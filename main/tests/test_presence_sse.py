@@ -179,7 +179,11 @@ async def test_end_to_end_on_daphne(people, settings, daphne_server, redis_url):
                 assert response.status == 403
                 assert await response.text() == "Employees only.\n"
 
-        await presence.touch(order, "mary_jones@example.com", False)
+        # Heartbeats on real chat sockets, as the chat page and the app send them.
+        ws_url = f"{server.ws_url}/ws/customer-service/{order}/?token="
+        mary = await session.ws_connect(ws_url + people["tokens"]["mary_jones@example.com"])
+        await mary.send_json({"type": "heartbeat"})
+        await mary.receive_json(timeout=2)  # her chat_join: the heartbeat before it has been handled
         async with session.get(url + "?nopoll", headers=auth["agent@booktime.domain"]) as response:
             assert response.status == 200
             assert response.headers["Content-Type"].startswith("text/event-stream")
@@ -192,17 +196,20 @@ async def test_end_to_end_on_daphne(people, settings, daphne_server, redis_url):
             assert [c["link"] for c in data] == [f"/customer-service/{order}/"]
             assert await subscribers(redis_url, channel) == 1
 
-            await presence.touch(order, "agent@booktime.domain", True)  # arrives
-            touched = time.monotonic()
+            agent = await session.ws_connect(ws_url + people["tokens"]["agent@booktime.domain"])
+            await agent.send_json({"type": "heartbeat"})
+            beat = time.monotonic()
             data, _ = await next_event(response, 1)
-            assert time.monotonic() - touched < 1
+            assert time.monotonic() - beat < 1
             assert data[0]["text"] == f"{order} (mary_jones@example.com, agent@booktime.domain)"
+            await mary.close()  # sockets open or not, presence ends 10 s after the last heartbeat
+            await agent.close()
 
             data, comments = await next_event(response, 11)  # mary expires, then the agent
             assert data[0]["text"] == f"{order} (agent@booktime.domain)"
             data, more = await next_event(response, 2)
             assert data == []
-            assert 9.9 <= time.monotonic() - touched < 11
+            assert 9.5 <= time.monotonic() - beat < 11
             assert b": keep-alive\n" in comments + more
 
         # The client went away: the server's stream ends and its subscription with it.
