@@ -316,6 +316,8 @@ class ChatNotifyConsumer(Asgi2Compatible, AsyncHttpConsumer):
                             await asyncio.wait_for(wake.wait(), max(timeout, 0))
                 finally:
                     watcher.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watcher
         except RedisError:
             logger.exception("notify: presence store unavailable")
             if not started:
