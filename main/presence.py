@@ -227,19 +227,27 @@ class _Hub:
             await pubsub.aclose()
 
     async def _read(self, pubsub):
-        try:
-            while True:
+        lost = False
+        while True:
+            try:
                 # A bounded wait, so the connection's health check runs.
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=15.0)
-                if message is not None:
-                    self._wake()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # Listeners wake, read the store, and fail or carry on from there;
-            # the next listener to come opens a fresh subscription.
-            logger.warning("presence: lost the change subscription", exc_info=True)
-            self._wake()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Listeners re-read the store now (and fail there if Redis is
+                # down); the next read reconnects and subscribes again.
+                if not lost:
+                    logger.warning("presence: lost the change subscription", exc_info=True)
+                lost = True
+                self._wake()
+                await asyncio.sleep(1)
+                continue
+            if message is not None or lost:
+                if lost:
+                    logger.info("presence: change subscription back")
+                lost = False  # arrivals while it was down: listeners re-read
+                self._wake()
 
     def _wake(self):
         for event in self.events:

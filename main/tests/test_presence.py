@@ -194,3 +194,34 @@ async def test_thousands_of_unrelated_keys_are_never_read(settings, prefix, clos
                 pipe.delete(f"{other}customer-service_{i}_user_{i}@site.com")
             await pipe.execute()
         await client.aclose()
+
+
+async def test_the_subscription_comes_back_after_its_connection_is_killed(settings, prefix, close_pool):
+    if not settings.REDIS_URL:
+        pytest.skip("REDIS_URL is not set")
+    admin = aioredis.Redis.from_url(settings.REDIS_URL)
+    db = admin.connection_pool.connection_kwargs.get("db", 0)
+
+    async def pubsub_ids():
+        return {c["id"] for c in await admin.client_list(_type="pubsub") if int(c["db"]) == db}
+
+    try:
+        before = await pubsub_ids()
+        async with presence.changes() as changed:
+            (ours,) = await pubsub_ids() - before
+            await admin.client_kill_filter(_id=ours)
+            await asyncio.wait_for(changed.wait(), 2)  # listeners are told to re-read
+            changed.clear()
+
+            async def arrival_wakes():
+                await presence.touch(21, f"{uuid.uuid4().hex}@site.com", False)
+                try:
+                    await asyncio.wait_for(changed.wait(), 0.5)
+                except TimeoutError:
+                    return False
+                return True
+
+            await wait_until(arrival_wakes, within=5)
+            assert ours not in await pubsub_ids()
+    finally:
+        await admin.aclose()
