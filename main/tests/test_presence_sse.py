@@ -147,6 +147,26 @@ async def test_stream_pushes_arrival_and_expiry_keeps_alive_and_ends_with_the_cl
     assert await subscribers(redis_url, f"{key_prefix}changes") == 0
 
 
+async def test_stream_on_the_in_process_store(people, settings):
+    settings.REDIS_URL = ""  # the embedded default: presence in this process
+    presence._memory.people.clear()
+    order = people["orders"][0]
+    communicator = notify(people["employee"], b"format=v2")
+    await communicator.send_input({"type": "http.request", "body": b""})
+    assert (await communicator.receive_output(2))["status"] == 200
+    assert parse((await communicator.receive_output(2))["body"])["chats"] == []
+
+    await presence.touch(order, "mary_jones@example.com", False)
+    touched = time.monotonic()
+    (chat,) = parse((await communicator.receive_output(1))["body"])["chats"]
+    assert time.monotonic() - touched < 1
+    assert chat["order_id"] == order and chat["waiting_since"] is not None
+
+    await communicator.send_input({"type": "http.disconnect"})
+    await communicator.wait(2)
+    assert presence.listening() == 0
+
+
 # --- End to end: daphne and aiohttp -----------------------------------------------
 
 
