@@ -3,7 +3,7 @@
 import logging
 
 from channels.routing import ProtocolTypeRouter, URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
+from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.urls import re_path
@@ -12,6 +12,7 @@ django_asgi_app = get_asgi_application()
 
 import main.routing  # noqa: E402  (imports models: after Django is set up)
 from booktime.auth import TokenAuthMiddlewareStack  # noqa: E402
+from booktime.origin import AllowedHostsOrNoOriginValidator  # noqa: E402
 
 if not settings.REDIS_URL:
     logging.getLogger("booktime").warning(
@@ -24,8 +25,12 @@ application = ProtocolTypeRouter(
         "http": URLRouter(main.routing.http_urlpatterns + [re_path(r"", django_asgi_app)]),
         # A page from a foreign origin cannot ride a user's session cookie;
         # native apps send no Origin header and are let through.
-        "websocket": AllowedHostsOriginValidator(
-            TokenAuthMiddlewareStack(URLRouter(main.routing.websocket_urlpatterns))
+        # Any other WebSocket path (a non-numeric order id too) is refused
+        # with a 403 rather than an exception in the server.
+        "websocket": AllowedHostsOrNoOriginValidator(
+            TokenAuthMiddlewareStack(
+                URLRouter(main.routing.websocket_urlpatterns + [re_path(r"", WebsocketDenier.as_asgi())])
+            )
         ),
     }
 )

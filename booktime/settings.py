@@ -206,3 +206,22 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
     },
 }
+
+# Presence
+# Who is in which order chat (main/presence.py): in Redis under this prefix
+# when REDIS_URL is set, in this process otherwise.
+PRESENCE_KEY_PREFIX = env.str("PRESENCE_KEY_PREFIX", default="booktime:presence:")
+# The dashboard's event stream (main.consumers.ChatNotifyConsumer): a comment
+# line this often keeps proxies from closing an idle stream; a stream ends
+# after SSE_MAX_SECONDS (the browser reconnects, and authorisation is checked
+# again).
+SSE_KEEPALIVE_SECONDS = env.float("SSE_KEEPALIVE_SECONDS", default=15.0)
+SSE_MAX_SECONDS = env.float("SSE_MAX_SECONDS", default=1800.0)
+
+# Chat: limits of the customer-service chat socket (docs/protocol.md).
+CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=2000)  # one message's text
+CHAT_MAX_FRAME_BYTES = env.int("CHAT_MAX_FRAME_BYTES", default=16384)  # one incoming frame, before parsing
+CHAT_RATE_BURST = env.int("CHAT_RATE_BURST", default=5)  # messages a socket may send at once...
+CHAT_RATE_PER_SECOND = env.float("CHAT_RATE_PER_SECOND", default=1.0)  # ...then this many per second
+CHAT_HISTORY_PAGE = env.int("CHAT_HISTORY_PAGE", default=50)  # messages per history page (max)
+CHAT_RESUME_LIMIT = env.int("CHAT_RESUME_LIMIT", default=500)  # missed messages replayed per resume

@@ -1,15 +1,22 @@
 """The async consumers: thin adapters between the wire and the modules that
 hold the rules (chat.py, presence.py, courier.py)."""
 
+import asyncio
+import contextlib
 import json
 import logging
+import time
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.http import AsyncHttpConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.db import close_old_connections
+from django.urls import reverse
+from redis.exceptions import RedisError
 
-from . import courier, models
+from . import chat, courier, models, presence
 
 logger = logging.getLogger(__name__)
 
@@ -33,20 +40,303 @@ class Asgi2Compatible:
 
 
 class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
-    """ws/customer-service/<order_id>/: a customer and employees chat about an order."""
+    """ws/customer-service/<order_id>/: a customer and employees chat about an
+    order. The rules live in main/chat.py; the protocol in docs/protocol.md."""
+
+    member = None  # set once the user is admitted and the socket accepted
 
     async def connect(self):
-        await self.close()
+        kwargs = self.scope.get("url_route", {}).get("kwargs", {})
+        member = await chat.join(self.scope.get("user"), kwargs.get("order_id"))
+        if member is None:
+            # Refused before accept (HTTP 403): no group, presence or state.
+            logger.info("Chat refused for user %s", getattr(self.scope.get("user"), "pk", None))
+            await self.close()
+            return
+        self.v2 = chat.V2 in self.scope.get("subprotocols", ())
+        self.group = chat.group_name(member.order_id)
+        self.messages = chat.RateLimiter(settings.CHAT_RATE_BURST, settings.CHAT_RATE_PER_SECOND)
+        # Every frame, whatever its type, within a looser bound.
+        self.frames = chat.RateLimiter(settings.CHAT_RATE_BURST * 6, settings.CHAT_RATE_PER_SECOND * 10)
+        self.last_typing = 0.0
+        self.replayed = set()  # ids sent from the database, not to be sent again live
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.member = member
+        await self.accept(chat.V2 if self.v2 else None)
+        logger.info("Chat opened: user %s, order %s, v%d", member.user_id, member.order_id, 2 if self.v2 else 1)
+        await self.channel_layer.group_send(self.group, chat.presence_event("chat_join", member))
+        if self.v2:
+            await self.send_json(
+                {
+                    "type": "ready",
+                    "protocol": 2,
+                    "order_id": member.order_id,
+                    "you": {"username": member.name, "employee": member.employee},
+                    "reads": await chat.read_markers(member),
+                    "limits": {
+                        "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+                        "max_frame_bytes": settings.CHAT_MAX_FRAME_BYTES,
+                        "rate_burst": settings.CHAT_RATE_BURST,
+                        "rate_per_second": settings.CHAT_RATE_PER_SECOND,
+                    },
+                }
+            )
+            # Catch up while live events wait in this socket's channel: the
+            # client's last seen id (`?after=`) resumes, else recent history.
+            after = chat.parse_id(parse_qs(_query(self.scope)).get("after", [""])[0])
+            if after is not None:
+                await self.resume(after)
+            else:
+                await self.history({})
+
+    async def disconnect(self, code):
+        if self.member is None:
+            return
+        try:
+            await self.channel_layer.group_send(self.group, chat.presence_event("chat_leave", self.member))
+        finally:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+            logger.info("Chat closed: user %s, order %s", self.member.user_id, self.member.order_id)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        try:
+            self.frames.take()
+            content = chat.parse_frame(text_data, bytes_data, chat.V2_TYPES if self.v2 else chat.V1_TYPES)
+            await getattr(self, "on_" + content["type"])(content)
+        except chat.ChatError as error:
+            if self.v2:
+                await self.send_json(error.event())
+            # v1 has no error event: a refused frame is dropped (docs/protocol.md).
+        except Exception:
+            logger.exception("Chat frame failed: user %s, order %s", self.member.user_id, self.member.order_id)
+            if self.v2:
+                await self.send_json(chat.ChatError("server_error", "Something went wrong; try again.").event())
+
+    # Client frames.
+
+    async def on_message(self, content):
+        text = chat.clean_message(content)
+        self.messages.take()
+        event = await chat.store_message(self.member, text)  # stored first, then fanned out
+        await self.channel_layer.group_send(self.group, event)
+
+    async def on_heartbeat(self, content):
+        await presence.touch(self.member.order_id, self.member.email, self.member.employee)
+
+    async def on_typing(self, content):
+        now = time.monotonic()
+        if now - self.last_typing >= TYPING_INTERVAL:  # extra typing frames are dropped
+            self.last_typing = now
+            await self.channel_layer.group_send(
+                self.group,
+                {"type": "chat_typing", "username": self.member.name, "user_id": self.member.user_id},
+            )
+
+    async def on_history(self, content):
+        await self.history(content)
+
+    async def on_resume(self, content):
+        after = chat.optional_id(content, "after")
+        if after is None:
+            raise chat.ChatError("bad_request", "`after` (the last message id seen) is required.")
+        await self.resume(after)
+
+    async def on_read(self, content):
+        message_id = chat.optional_id(content, "id")
+        if message_id is None:
+            raise chat.ChatError("bad_request", "`id` (the last message id read) is required.")
+        last_read = await chat.mark_read(self.member, message_id)
+        await self.channel_layer.group_send(
+            self.group,
+            {"type": "chat_read", "username": self.member.name, "user_id": self.member.user_id, "id": last_read},
+        )
+
+    async def history(self, content):
+        before = chat.optional_id(content, "before")
+        limit = chat.page_size(content, settings.CHAT_HISTORY_PAGE)
+        messages, has_more = await chat.history(self.member, before, limit)
+        if before is None:  # the latest page may overlap live events already queued
+            self.replayed = {m["id"] for m in messages}
+        messages = [chat.for_client(m, True, self.member) for m in messages]
+        await self.send_json({"type": "history", "before": before, "messages": messages, "has_more": has_more})
+
+    async def resume(self, after):
+        messages, has_more = await chat.missed(self.member, after)
+        self.replayed = {m["id"] for m in messages}
+        for message in messages:
+            await self.send_json(chat.for_client(message, True, self.member))
+        last_id = messages[-1]["id"] if messages else after
+        await self.send_json({"type": "resumed", "after": after, "last_id": last_id, "has_more": has_more})
+
+    # Group events.
+
+    async def chat_message(self, event):
+        if event["id"] not in self.replayed:
+            await self.send_json(chat.for_client(event, self.v2, self.member))
+
+    async def chat_join(self, event):
+        await self.send_json(chat.for_client(event, self.v2, self.member))
+
+    async def chat_leave(self, event):
+        await self.send_json(chat.for_client(event, self.v2, self.member))
+
+    async def chat_typing(self, event):
+        if self.v2 and event["user_id"] != self.member.user_id:
+            await self.send_json({"type": "typing", "username": event["username"]})
+
+    async def chat_read(self, event):
+        if self.v2:
+            await self.send_json(chat.for_client(dict(event, type="read"), True, self.member))
+
+
+TYPING_INTERVAL = 2.0  # seconds: at most one typing event per socket in this time
+
+
+def _query(scope):
+    query = scope.get("query_string", b"")
+    return query.decode("latin-1") if isinstance(query, bytes) else query
 
 
 # --- Presence dashboard (Server-Sent Events) ---------------------------------
 
 
+SSE_HEADERS = [
+    (b"Content-Type", b"text/event-stream; charset=utf-8"),
+    (b"Cache-Control", b"no-cache"),
+    (b"X-Accel-Buffering", b"no"),  # nginx: pass events through unbuffered
+]
+TEXT_HEADERS = [(b"Content-Type", b"text/plain; charset=utf-8")]
+KEEP_ALIVE = b": keep-alive\n\n"
+
+
+@database_sync_to_async
+def _is_employee(user):
+    return bool(user is not None and user.is_authenticated and user.is_employee)
+
+
+@database_sync_to_async
+def _last_spoken_to(order_ids):
+    orders = models.Order.objects.filter(pk__in=order_ids, last_spoken_to__isnull=False)
+    return {
+        o.pk: {"email": o.last_spoken_to.email, "name": o.last_spoken_to.display_name}
+        for o in orders.select_related("last_spoken_to")
+    }
+
+
+def _chat_link(order_id):
+    return reverse("cs_chat", kwargs={"order_id": order_id})
+
+
 class ChatNotifyConsumer(Asgi2Compatible, AsyncHttpConsumer):
-    """customer-service/notify/: which order chats have someone present."""
+    """customer-service/notify/: which order chats have someone present.
+
+    Employees only (others: 403). Server-Sent Events, one `data: <json>` event
+    whenever the list changes (someone arrives or expires), a keep-alive
+    comment when idle. `?nopoll`: one event, then the response ends.
+
+    - default (the chapter's form): [{"link", "text": "<id> (<emails>)"}];
+    - `?format=v2` (the dashboard page): {"now", "chats": [...]}, see
+      presence.dashboard_v2 and README.md.
+    """
+
+    # Nothing is ever sent to a stream through the channel layer.
+    channel_layer_alias = None
+
+    async def __call__(self, scope, receive=None, send=None):
+        # handle() streams, and while it runs the consumer reads nothing more
+        # from the client: handle() watches for the disconnect itself.
+        self._client_receive = scope if send is None else receive
+        return await super().__call__(scope, receive, send)
 
     async def handle(self, body):
-        await self.send_response(501, b"", headers=[(b"Content-Type", b"text/plain")])
+        if self.scope.get("method", "GET") != "GET":
+            await self.send_response(405, b"GET only.\n", headers=TEXT_HEADERS + [(b"Allow", b"GET")])
+            return
+        user = self.scope.get("user")
+        if not await _is_employee(user):
+            await self.send_response(403, b"Employees only.\n", headers=TEXT_HEADERS)
+            return
+        # _query: as ASGI gives it (bytes) or as the chapter's test passes it (str).
+        query = parse_qs(_query(self.scope), keep_blank_values=True)
+        self._v2 = query.get("format") == ["v2"]
+        if "nopoll" in query:
+            try:
+                _, event = await self._event()
+            except RedisError:
+                logger.exception("notify: presence store unavailable")
+                await self._unavailable()
+                return
+            await self.send_response(200, event, headers=SSE_HEADERS)
+            return
+        logger.info("notify: stream opened for user %s", user.pk)
+        try:
+            await self._stream()
+        finally:
+            logger.info("notify: stream closed for user %s", user.pk)
+
+    async def _event(self):
+        """(what the client sees, the event's bytes) from presence now."""
+        snap = await presence.snapshot()
+        self._next_expiry = snap.seconds_to_next_expiry
+        if not self._v2:
+            chats = presence.dashboard_v1(snap, _chat_link)
+            return chats, b"data: %s\n\n" % json.dumps(chats).encode()
+        order_ids = sorted({p.order_id for p in snap.people})
+        last_spoken_to = await _last_spoken_to(order_ids) if order_ids else {}
+        chats = presence.dashboard_v2(snap, _chat_link, last_spoken_to)
+        data = {"now": snap.now, "chats": chats}
+        return chats, b"data: %s\n\n" % json.dumps(data).encode()
+
+    async def _stream(self):
+        loop = asyncio.get_running_loop()
+        keepalive = settings.SSE_KEEPALIVE_SECONDS
+        end = loop.time() + settings.SSE_MAX_SECONDS
+        self._gone = False
+        started = False
+        try:
+            async with presence.changes() as wake:
+                watcher = loop.create_task(self._watch_disconnect(wake))
+                try:
+                    last, last_sent = None, loop.time()
+                    while not self._gone and loop.time() < end:
+                        wake.clear()  # before reading: an arrival from here on wakes us again
+                        shown, event = await self._event()
+                        if not started:
+                            await self.send_headers(status=200, headers=SSE_HEADERS)
+                            started = True
+                        if shown != last:
+                            await self.send_body(event, more_body=True)
+                            last, last_sent = shown, loop.time()
+                        elif loop.time() - last_sent >= keepalive:
+                            await self.send_body(KEEP_ALIVE, more_body=True)
+                            last_sent = loop.time()
+                        timeout = min(keepalive - (loop.time() - last_sent), end - loop.time())
+                        if self._next_expiry is not None:  # wake when someone expires
+                            timeout = min(timeout, self._next_expiry + 0.02)
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(wake.wait(), max(timeout, 0))
+                finally:
+                    watcher.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watcher
+        except RedisError:
+            logger.exception("notify: presence store unavailable")
+            if not started:
+                await self._unavailable()
+                return
+        if started and not self._gone:
+            await self.send_body(b"")  # end the response; EventSource reconnects
+
+    async def _watch_disconnect(self, wake):
+        while (await self._client_receive())["type"] != "http.disconnect":
+            pass
+        self._gone = True
+        wake.set()
+
+    async def _unavailable(self):
+        await self.send_response(
+            503, b"Presence is unavailable, try again shortly.\n", headers=TEXT_HEADERS + [(b"Retry-After", b"5")]
+        )
 
 
 # --- Shipment tracker (async HTTP proxy) -------------------------------------

@@ -192,3 +192,35 @@ class OrderLine(models.Model):
 
     def __str__(self):
         return f"{self.product} in order {self.order_id}"
+
+
+class ChatMessage(models.Model):
+    """One line of an order's customer-service chat, stored before it is sent
+    to anyone (see main/chat.py). Ids order the chat and drive history/resume."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="chat_messages")
+    # A deleted user's lines stay in the customer's chat, without a name.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    text = models.TextField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["order", "id"], name="main_chatmsg_order_id")]
+
+    def __str__(self):
+        return f"Chat message {self.pk} in order {self.order_id}"
+
+
+class ChatReadMarker(models.Model):
+    """The last message id a user has read in an order's chat (v2 read markers)."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    last_read_id = models.BigIntegerField(default=0)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["order", "user"], name="main_chatread_order_user")]
+
+    def __str__(self):
+        return f"{self.user_id} read order {self.order_id}'s chat up to {self.last_read_id}"

@@ -1,10 +1,355 @@
-"""Who is present in which order chat (user-centric, 10 s per heartbeat)."""
+"""Who is present in which order chat (user-centric, 10 s per heartbeat).
+
+A heartbeat on an order's chat socket makes that user present in that chat
+for PRESENCE_SECONDS; without another heartbeat they are gone, whatever their
+sockets do. Several sockets of one user are one presence.
+
+In Redis (settings.REDIS_URL set; every server process sees the same), under
+settings.PRESENCE_KEY_PREFIX:
+
+- `<prefix>expiry`: a sorted set whose members are `[order_id, email]` as
+  JSON (so any character in an email is safe) scored by expiry time;
+- `<prefix>info`: a hash, same members, to `<employee 0|1>:<since>`, when
+  this presence began (a customer's "waiting since");
+- `<prefix>changes`: a pub/sub channel; a message there means someone
+  arrived. Expiry publishes nothing: listeners wait for the next expiry time,
+  which every listing returns.
+
+Both scripts run atomically on Redis's clock and prune expired members in
+passing; nothing ever scans the keyspace, so a listing costs in proportion
+to the people present. Both keys expire a little after the last heartbeat.
+
+Without REDIS_URL an in-process store does the same for one process.
+
+Each process keeps one pub/sub connection, opened while at least one stream
+listens and closed when the last one leaves (see `changes()`).
+"""
+
+import asyncio
+import json
+import logging
+import time
+import weakref
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+
+from django.conf import settings
 
 from .redis_pool import get_redis
 
+logger = logging.getLogger(__name__)
+
 PRESENCE_SECONDS = 10
+PRUNE_BATCH = 500  # expired members removed per call, at most
+
+
+@dataclass(frozen=True)
+class Presence:
+    order_id: int
+    email: str
+    is_employee: bool
+    since: float  # epoch seconds: when this presence began
+    expires: float  # epoch seconds
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    now: float  # the store's clock (Redis TIME), epoch seconds
+    people: tuple  # of Presence, by order id, then arrival
+
+    @property
+    def seconds_to_next_expiry(self):
+        """How long until the next presence expires, or None if nobody is here."""
+        if not self.people:
+            return None
+        return max(0.0, min(p.expires for p in self.people) - self.now)
 
 
 async def touch(order_id: int, email: str, is_employee: bool) -> None:
     """A heartbeat: `email` is present in order `order_id`'s chat for 10 s."""
-    await get_redis().set(f"customer-service_{order_id}_{email}", "1", ex=PRESENCE_SECONDS)
+    if settings.REDIS_URL:
+        await _redis_touch(int(order_id), email, bool(is_employee))
+    else:
+        _memory.touch(int(order_id), email, bool(is_employee))
+
+
+async def snapshot() -> Snapshot:
+    """Everyone present now."""
+    if settings.REDIS_URL:
+        return await _redis_snapshot()
+    return _memory.snapshot()
+
+
+@asynccontextmanager
+async def changes():
+    """An asyncio.Event set whenever someone arrives (in any process). The
+    subscription is in place when this yields: take the snapshot after."""
+    event = asyncio.Event()
+    hub = _hub() if settings.REDIS_URL else _memory
+    await hub.add(event)
+    try:
+        yield event
+    finally:
+        await hub.remove(event)
+
+
+def _sort(people):
+    return tuple(sorted(people, key=lambda p: (p.order_id, p.since, p.email)))
+
+
+# --- Redis -------------------------------------------------------------------
+
+_PRUNE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local now_str = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_str, 'LIMIT', 0, PRUNE_BATCH)
+if #gone > 0 then
+  redis.call('ZREM', KEYS[1], unpack(gone))
+  redis.call('HDEL', KEYS[2], unpack(gone))
+end
+""".replace("PRUNE_BATCH", str(PRUNE_BATCH))
+
+# KEYS: expiry, info; ARGV: member, seconds, employee (0|1), channel, order id.
+_TOUCH = (
+    _PRUNE
+    + """
+local ttl = tonumber(ARGV[2])
+local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('EXPIRE', KEYS[1], ttl + 2)
+redis.call('EXPIRE', KEYS[2], ttl + 2)
+if not old or tonumber(old) <= now then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3] .. ':' .. now_str)
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
+  return 1
+end
+return 0
+"""
+)
+
+# KEYS: expiry, info. Returns {now, {member, score, ...}, {info, ...}}.
+_LIST = (
+    _PRUNE
+    + """
+local rows = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now_str, '+inf', 'WITHSCORES')
+local members = {}
+for i = 1, #rows, 2 do members[#members + 1] = rows[i] end
+local infos = {}
+if #members > 0 then infos = redis.call('HMGET', KEYS[2], unpack(members)) end
+return {now_str, rows, infos}
+"""
+)
+
+
+def _keys():
+    prefix = settings.PRESENCE_KEY_PREFIX
+    return f"{prefix}expiry", f"{prefix}info", f"{prefix}changes"
+
+
+def _member(order_id, email):
+    return json.dumps([order_id, email], separators=(",", ":"), ensure_ascii=False)
+
+
+_scripts = weakref.WeakKeyDictionary()  # per client: AsyncScript objects
+
+
+def _script(name, source):
+    client = get_redis()
+    scripts = _scripts.setdefault(client, {})
+    if name not in scripts:
+        scripts[name] = client.register_script(source)
+    return scripts[name]
+
+
+async def _redis_touch(order_id, email, is_employee):
+    expiry, info, channel = _keys()
+    args = [_member(order_id, email), PRESENCE_SECONDS, int(is_employee), channel, order_id]
+    await _script("touch", _TOUCH)(keys=[expiry, info], args=args)
+
+
+async def _redis_snapshot():
+    expiry, info, _ = _keys()
+    now, rows, infos = await _script("list", _LIST)(keys=[expiry, info])
+    people = []
+    for i, data in enumerate(infos):
+        member, score = rows[2 * i], rows[2 * i + 1]
+        order_id, email = json.loads(member)
+        employee, _, since = (data or b"0:0").decode().partition(":")
+        people.append(Presence(order_id, email, employee == "1", float(since), float(score)))
+    return Snapshot(float(now), _sort(people))
+
+
+class _Hub:
+    """One pub/sub subscription per process (per event loop), shared by every
+    stream listening in it; open while anyone listens."""
+
+    def __init__(self):
+        self.events = set()
+        self.lock = asyncio.Lock()
+        self.pubsub = None
+        self.reader = None
+
+    async def add(self, event):
+        async with self.lock:
+            if self.reader is None or self.reader.done():
+                await self._open()
+            self.events.add(event)
+
+    async def remove(self, event):
+        async with self.lock:
+            self.events.discard(event)
+            if not self.events:
+                await self._close()
+
+    async def _open(self):
+        await self._close()
+        pubsub = get_redis().pubsub()
+        try:
+            await pubsub.subscribe(_keys()[2])
+            # Wait for the confirmation: from here on no arrival is missed.
+            async with asyncio.timeout(5):
+                while await pubsub.get_message(timeout=1.0) is None:
+                    pass
+        except BaseException:
+            await pubsub.aclose()
+            raise
+        self.pubsub = pubsub
+        self.reader = asyncio.get_running_loop().create_task(self._read(pubsub))
+
+    async def _close(self):
+        reader, pubsub, self.reader, self.pubsub = self.reader, self.pubsub, None, None
+        if reader is not None:
+            reader.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await reader
+        if pubsub is not None:
+            await pubsub.aclose()
+
+    async def _read(self, pubsub):
+        lost = False
+        while True:
+            try:
+                # A bounded wait, so the connection's health check runs.
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=15.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Listeners re-read the store now (and fail there if Redis is
+                # down); the next read reconnects and subscribes again.
+                if not lost:
+                    logger.warning("presence: lost the change subscription", exc_info=True)
+                lost = True
+                self._wake()
+                await asyncio.sleep(1)
+                continue
+            if message is not None or lost:
+                if lost:
+                    logger.info("presence: change subscription back")
+                lost = False  # arrivals while it was down: listeners re-read
+                self._wake()
+
+    def _wake(self):
+        for event in self.events:
+            event.set()
+
+
+_hubs = weakref.WeakKeyDictionary()
+
+
+def _hub():
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = _Hub()
+    return hub
+
+
+def listening():
+    """How many streams in this process wait on changes (for tests and checks)."""
+    if not settings.REDIS_URL:
+        return len(_memory.events)
+    hub = _hubs.get(asyncio.get_running_loop())
+    return len(hub.events) if hub else 0
+
+
+# --- In-process (embedded default, one process) ------------------------------
+
+
+class _MemoryStore:
+    def __init__(self):
+        self.people = {}  # (order_id, email) -> Presence
+        self.events = {}  # asyncio.Event -> its loop
+
+    def _prune(self, now):
+        for key in [k for k, p in self.people.items() if p.expires <= now]:
+            del self.people[key]
+
+    def touch(self, order_id, email, is_employee):
+        now = time.time()
+        self._prune(now)
+        old = self.people.get((order_id, email))
+        since = old.since if old else now
+        self.people[(order_id, email)] = Presence(order_id, email, is_employee, since, now + PRESENCE_SECONDS)
+        if old is None:
+            for event, loop in list(self.events.items()):
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(event.set)
+
+    def snapshot(self):
+        now = time.time()
+        self._prune(now)
+        return Snapshot(now, _sort(self.people.values()))
+
+    async def add(self, event):
+        self.events[event] = asyncio.get_running_loop()
+
+    async def remove(self, event):
+        self.events.pop(event, None)
+
+
+_memory = _MemoryStore()
+
+
+# --- What the dashboard shows --------------------------------------------------
+
+
+def _by_order(snap):
+    orders = {}
+    for p in snap.people:
+        orders.setdefault(p.order_id, []).append(p)
+    return orders
+
+
+def dashboard_v1(snap, link):
+    """The chapter's event: [{"link", "text": "<order id> (<emails>)"}], by order id."""
+    return [
+        {"link": link(order_id), "text": f"{order_id} ({', '.join(p.email for p in people)})"}
+        for order_id, people in _by_order(snap).items()
+    ]
+
+
+def dashboard_v2(snap, link, last_spoken_to):
+    """Per chat: who is present with their role, whether an employee is, since
+    when its customers have waited (None once an employee is present), and who
+    last spoke to them (`last_spoken_to`: order id -> dict or None). Waiting
+    chats come first, longest wait first."""
+    chats = []
+    for order_id, people in _by_order(snap).items():
+        employee_present = any(p.is_employee for p in people)
+        customers = [p.since for p in people if not p.is_employee]
+        chats.append(
+            {
+                "order_id": order_id,
+                "link": link(order_id),
+                "present": [
+                    {"email": p.email, "role": "employee" if p.is_employee else "customer", "since": p.since}
+                    for p in people
+                ],
+                "employee_present": employee_present,
+                "waiting_since": None if employee_present or not customers else min(customers),
+                "last_spoken_to": last_spoken_to.get(order_id),
+            }
+        )
+    chats.sort(key=lambda c: (c["waiting_since"] is None, c["waiting_since"] or 0, c["order_id"]))
+    return chats

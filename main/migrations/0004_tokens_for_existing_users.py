@@ -16,7 +16,7 @@ def create_tokens(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("main", "0002_employee_groups"),
+        ("main", "0003_chatmessage"),
         ("authtoken", "0004_alter_tokenproxy_options"),
     ]
 

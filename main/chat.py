@@ -1,0 +1,301 @@
+"""The customer-service chat's rules, apart from the wire: who may join, what
+a valid frame is, rate limits, storage, history and resume. ChatConsumer
+(main/consumers.py) only moves frames between a socket, these functions and
+the channel layer. The protocol is described in docs/protocol.md.
+
+Every ORM call here goes through database_sync_to_async: Django's ORM is
+synchronous and must never run on the event loop.
+"""
+
+import functools
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from . import models
+from .views import get_chat_order
+
+# The WebSocket subprotocol a client offers to speak v2; without it, v1.
+V2 = "booktime.chat.v2"
+
+V1_TYPES = {"message", "heartbeat"}
+V2_TYPES = V1_TYPES | {"typing", "history", "resume", "read"}
+
+MAX_ORDER_ID = 2**63 - 1  # PostgreSQL bigint
+DELETED_USER = "(deleted user)"
+
+
+def db(func):
+    """database_sync_to_async that also closes (per CONN_MAX_AGE) the
+    connection the call opened. asgiref runs the call in a copy of the
+    consumer's context, where Django keeps the connection it opens; Channels'
+    own cleanup runs outside that copy, does not see it, and would leave it
+    open until garbage collection."""
+
+    @functools.wraps(func)
+    def run(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return database_sync_to_async(run)
+
+
+class ChatError(Exception):
+    """A refused frame: answered to a v2 client as an `error` event."""
+
+    def __init__(self, code, message, **extra):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+    def event(self):
+        return {"type": "error", "code": self.code, "message": self.message, **self.extra}
+
+
+@dataclass(frozen=True)
+class Member:
+    """A user admitted to one order's chat."""
+
+    order_id: int
+    customer_id: int  # the order's owner: anyone else in the chat is an employee
+    user_id: int
+    email: str
+    name: str
+    employee: bool
+
+
+def group_name(order_id):
+    return f"customer-service_{order_id}"
+
+
+def parse_id(value):
+    """A positive database id from an int or a string of digits, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit()):
+            return None
+        value = int(value)
+    if not isinstance(value, int) or not 0 < value <= MAX_ORDER_ID:
+        return None
+    return value
+
+
+@db
+def join(user, order_id):
+    """The Member `user` is in order `order_id`'s chat, or None when refused
+    (anonymous, not theirs, no such order, not an id: one answer for all, so
+    a refusal says nothing about whether the order exists). An employee who
+    is admitted becomes the order's last_spoken_to."""
+    order_id = parse_id(order_id)
+    if user is None or order_id is None:
+        return None
+    order = get_chat_order(user, order_id)
+    if order is None:
+        return None
+    employee = user.is_employee
+    if employee:
+        # Only now that the user is admitted; update() touches one column.
+        models.Order.objects.filter(pk=order.pk).update(last_spoken_to=user)
+    return Member(
+        order_id=order.pk,
+        customer_id=order.user_id,
+        user_id=user.pk,
+        email=user.email,
+        name=user.display_name,
+        employee=employee,
+    )
+
+
+# --- Incoming frames ---------------------------------------------------------
+
+
+def parse_frame(text_data, bytes_data, allowed_types):
+    """The JSON object a frame carries, or ChatError."""
+    if text_data is None:
+        raise ChatError("bad_frame", "Frames must be text frames carrying a JSON object.")
+    if len(text_data) > settings.CHAT_MAX_FRAME_BYTES or (
+        len(text_data.encode("utf-8", "surrogatepass")) > settings.CHAT_MAX_FRAME_BYTES
+    ):
+        raise ChatError("too_large", f"A frame may not exceed {settings.CHAT_MAX_FRAME_BYTES} bytes.")
+    try:
+        content = json.loads(text_data)
+    except ValueError:
+        raise ChatError("bad_json", "The frame is not valid JSON.") from None
+    if not isinstance(content, dict):
+        raise ChatError("bad_frame", "The frame must be a JSON object.")
+    kind = content.get("type")
+    if not isinstance(kind, str) or kind not in allowed_types:
+        raise ChatError("unknown_type", f"Unknown type; expected one of: {', '.join(sorted(allowed_types))}.")
+    return content
+
+
+def clean_message(content):
+    """The text of a `message` frame, stored and echoed exactly as sent."""
+    text = content.get("message")
+    if not isinstance(text, str):
+        raise ChatError("bad_message", "`message` must be a string.")
+    if not text.strip():
+        raise ChatError("empty_message", "Empty or blank messages are not sent.")
+    if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
+        raise ChatError("too_long", f"A message may not exceed {settings.CHAT_MAX_MESSAGE_CHARS} characters.")
+    # PostgreSQL text cannot hold NUL, and lone surrogates are not Unicode text.
+    if "\x00" in text:
+        raise ChatError("bad_message", "`message` may not contain NUL characters.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ChatError("bad_message", "`message` must be valid Unicode text.") from None
+    return text
+
+
+def optional_id(content, key):
+    """content[key] as a non-negative id, None when absent, else ChatError."""
+    value = content.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ORDER_ID:
+        raise ChatError("bad_request", f"`{key}` must be a non-negative integer message id.")
+    return value
+
+
+def page_size(content, maximum):
+    value = content.get("limit", maximum)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ChatError("bad_request", "`limit` must be a positive integer.")
+    return min(value, maximum)
+
+
+class RateLimiter:
+    """A token bucket: `burst` at once, then `per_second`. One per socket."""
+
+    def __init__(self, burst, per_second, clock=time.monotonic):
+        self.burst = burst
+        self.per_second = per_second
+        self.clock = clock
+        self.tokens = float(burst)
+        self.stamp = clock()
+
+    def take(self):
+        """Spend one token; raise ChatError('rate_limited') when there is none."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.per_second)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return
+        retry_after = round((1 - self.tokens) / self.per_second, 2)
+        raise ChatError("rate_limited", "Too many messages; slow down.", retry_after=retry_after)
+
+
+# --- Storage and reading -----------------------------------------------------
+
+
+def timestamp(dt):
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def message_event(message, customer_id):
+    """A stored message as the group event every socket formats for its client."""
+    return {
+        "type": "chat_message",
+        "id": message.pk,
+        "user_id": message.user_id,
+        "username": message.user.display_name if message.user_id else DELETED_USER,
+        "message": message.text,
+        "created": timestamp(message.created),
+        "employee": message.user_id is not None and message.user_id != customer_id,
+    }
+
+
+@db
+def store_message(member, text):
+    """Store a message (before anyone is sent it) and return its group event."""
+    message = models.ChatMessage.objects.create(order_id=member.order_id, user_id=member.user_id, text=text)
+    message.user = models.User(pk=member.user_id, email=member.email)  # no query for the name
+    event = message_event(message, member.customer_id)
+    event["username"] = member.name
+    return event
+
+
+def _messages(member):
+    return models.ChatMessage.objects.filter(order_id=member.order_id).select_related("user")
+
+
+@db
+def history(member, before=None, limit=None):
+    """The `limit` latest messages older than id `before` (all, without it),
+    oldest first, and whether older ones remain."""
+    limit = limit or settings.CHAT_HISTORY_PAGE
+    messages = _messages(member)
+    if before is not None:
+        messages = messages.filter(id__lt=before)
+    page = list(messages.order_by("-id")[: limit + 1])
+    has_more = len(page) > limit
+    return [message_event(m, member.customer_id) for m in reversed(page[:limit])], has_more
+
+
+@db
+def missed(member, after, limit=None):
+    """Messages with an id above `after`, oldest first, and whether more remain."""
+    limit = limit or settings.CHAT_RESUME_LIMIT
+    page = list(_messages(member).filter(id__gt=after).order_by("id")[: limit + 1])
+    return [message_event(m, member.customer_id) for m in page[:limit]], len(page) > limit
+
+
+@db
+def mark_read(member, message_id):
+    """Move the member's read marker forward to `message_id` (never back);
+    the marker now stored."""
+    marker, _ = models.ChatReadMarker.objects.get_or_create(order_id=member.order_id, user_id=member.user_id)
+    if message_id > marker.last_read_id:
+        models.ChatReadMarker.objects.filter(pk=marker.pk, last_read_id__lt=message_id).update(last_read_id=message_id)
+        marker.refresh_from_db()
+    return marker.last_read_id
+
+
+@db
+def read_markers(member):
+    """Everyone's read markers in the chat (their name and last read id)."""
+    markers = models.ChatReadMarker.objects.filter(order_id=member.order_id).select_related("user")
+    return [{"username": m.user.display_name, "user_id": m.user_id, "id": m.last_read_id} for m in markers]
+
+
+# --- Outgoing events ---------------------------------------------------------
+
+
+def presence_event(kind, member):
+    """chat_join / chat_leave as a group event."""
+    return {
+        "type": kind,
+        "username": member.name,
+        "user_id": member.user_id,
+        "employee": member.employee,
+        "at": timestamp_now(),
+    }
+
+
+def timestamp_now():
+    return timestamp(timezone.now())
+
+
+def for_client(event, v2, member):
+    """A group event as this socket's client sees it: the chapter's exact
+    shapes for v1, the richer ones for v2 (with `mine` for its own events)."""
+    kind = event["type"]
+    if not v2:
+        if kind == "chat_message":
+            return {"type": kind, "username": event["username"], "message": event["message"]}
+        return {"type": kind, "username": event["username"]}
+    out = {key: value for key, value in event.items() if key != "user_id"}
+    out["mine"] = event.get("user_id") == member.user_id
+    return out

@@ -1,0 +1,124 @@
+// The customer-service dashboard: who is in which order chat, live, from
+// the event stream's v2 form. DOM APIs only: data never becomes markup.
+(function () {
+  "use strict";
+
+  var list = document.getElementById("chats");
+  var empty = document.getElementById("empty");
+  var summary = document.getElementById("summary");
+  var connection = document.getElementById("connection");
+  var streamUrl = list.dataset.stream;
+  var baseTitle = document.title;
+  var clockOffset = 0; // the server's clock minus ours, in seconds
+  var source = null;
+  var retryDelay = 1000;
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function serverNow() {
+    return Date.now() / 1000 + clockOffset;
+  }
+
+  function duration(seconds) {
+    seconds = Math.max(0, Math.floor(seconds));
+    var h = Math.floor(seconds / 3600);
+    var m = Math.floor((seconds % 3600) / 60);
+    var s = String(seconds % 60).padStart(2, "0");
+    return h ? h + ":" + String(m).padStart(2, "0") + ":" + s : m + ":" + s;
+  }
+
+  function clockTime(epochSeconds) {
+    return new Date((epochSeconds - clockOffset) * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  function chatItem(chat) {
+    var item = el("li", chat.employee_present ? "chat" : "chat waiting");
+    item.dataset.orderId = chat.order_id;
+
+    var top = el("div", "chat-top");
+    var title = el("a", "chat-title", "Order #" + chat.order_id);
+    title.href = chat.link;
+    top.appendChild(title);
+    var badge;
+    if (chat.waiting_since !== null) {
+      badge = el("span", "badge alone");
+      badge.dataset.waitingSince = chat.waiting_since;
+      badge.title = "No employee in this chat since " + clockTime(chat.waiting_since);
+    } else {
+      badge = el("span", "badge served", "Employee present");
+    }
+    top.appendChild(badge);
+    item.appendChild(top);
+
+    var people = el("ul", "people");
+    chat.present.forEach(function (person) {
+      var entry = el("li", "person " + person.role, person.email);
+      entry.appendChild(el("span", "role", person.role === "employee" ? "employee" : "since " + clockTime(person.since)));
+      people.appendChild(entry);
+    });
+    item.appendChild(people);
+
+    var last = chat.last_spoken_to;
+    item.appendChild(
+      el("p", "last-spoken", last ? "Last spoken to by " + last.name + " (" + last.email + ")" : "No employee has spoken to them yet")
+    );
+    return item;
+  }
+
+  function render(data) {
+    clockOffset = data.now - Date.now() / 1000;
+    list.replaceChildren.apply(list, data.chats.map(chatItem));
+    empty.hidden = data.chats.length > 0;
+    var waiting = data.chats.filter(function (c) { return c.waiting_since !== null; }).length;
+    summary.replaceChildren();
+    if (waiting) {
+      summary.appendChild(el("strong", "", waiting + (waiting === 1 ? " customer chat" : " customer chats") + " waiting with no employee"));
+      summary.appendChild(document.createTextNode(" · " + data.chats.length + " active"));
+    } else {
+      summary.textContent = data.chats.length ? data.chats.length + " active, nobody waiting alone" : "";
+    }
+    document.title = waiting ? "(" + waiting + " waiting) " + baseTitle : baseTitle;
+    tick();
+  }
+
+  // Waiting times count up every second between events.
+  function tick() {
+    list.querySelectorAll("[data-waiting-since]").forEach(function (badge) {
+      badge.textContent = "Waiting " + duration(serverNow() - Number(badge.dataset.waitingSince));
+    });
+  }
+
+  function setConnection(state, text) {
+    connection.className = "conn " + state;
+    connection.textContent = text;
+  }
+
+  // EventSource retries by itself after a dropped stream, but gives up for
+  // good on an error status (403, 503): then we reconnect, backing off.
+  function connect() {
+    source = new EventSource(streamUrl);
+    source.onopen = function () {
+      retryDelay = 1000;
+      setConnection("live", "Live");
+    };
+    source.onmessage = function (event) {
+      render(JSON.parse(event.data));
+    };
+    source.onerror = function () {
+      setConnection("down", "Reconnecting…");
+      if (source.readyState === EventSource.CLOSED) {
+        source.close();
+        setTimeout(connect, retryDelay);
+        retryDelay = Math.min(retryDelay * 2, 30000);
+      }
+    };
+  }
+
+  setInterval(tick, 1000);
+  connect();
+})();

@@ -1,0 +1,227 @@
+"""Presence rules, on real Redis and on the in-process store."""
+
+import asyncio
+import time
+import uuid
+
+import pytest
+import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
+from django.db import connections
+
+from main import presence, redis_pool
+
+
+@pytest.fixture
+def prefix(settings):
+    """A key prefix of this test's own; its two keys are deleted afterwards."""
+    settings.PRESENCE_KEY_PREFIX = f"test:presence:{uuid.uuid4().hex}:"
+    yield settings.PRESENCE_KEY_PREFIX
+    if settings.REDIS_URL:
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+
+        async def cleanup():
+            await client.delete(f"{settings.PRESENCE_KEY_PREFIX}expiry", f"{settings.PRESENCE_KEY_PREFIX}info")
+            await client.aclose()
+
+        asyncio.run(cleanup())
+
+
+@pytest.fixture(params=["redis", "memory"])
+def store(request, settings, prefix):
+    if request.param == "memory":
+        settings.REDIS_URL = ""
+        presence._memory.people.clear()
+    elif not settings.REDIS_URL:
+        pytest.skip("REDIS_URL is not set")
+    return request.param
+
+
+@pytest.fixture
+async def close_pool():
+    """Close this test loop's Redis pool, and the database connection that
+    database_sync_to_async opened in its thread (it would hold the test
+    database open)."""
+    yield
+    await redis_pool.close_redis()
+    await sync_to_async(connections.close_all)()
+
+
+def present(snap):
+    return {(p.order_id, p.email) for p in snap.people}
+
+
+async def wait_until(condition, within, step=0.05):
+    """Poll `condition()` (async) until it is true; the time it took."""
+    start = time.monotonic()
+    while not await condition():
+        if time.monotonic() - start > within:
+            raise AssertionError(f"not true after {within}s")
+        await asyncio.sleep(step)
+    return time.monotonic() - start
+
+
+async def test_arrive_stay_with_heartbeats_expire_without(store, close_pool):
+    await presence.touch(1, "stays@site.com", False)
+    await presence.touch(1, "leaves@site.com", False)
+    first = await presence.snapshot()
+    assert present(first) == {(1, "stays@site.com"), (1, "leaves@site.com")}
+    since = {p.email: p.since for p in first.people}
+    start = time.monotonic()
+
+    await asyncio.sleep(6)  # the heartbeat's own rhythm, not a wait for a result
+    await presence.touch(1, "stays@site.com", False)
+
+    async def leaves_gone():
+        return (1, "leaves@site.com") not in present(await presence.snapshot())
+
+    await wait_until(leaves_gone, within=6)
+    gone_after = time.monotonic() - start
+    assert 9.5 <= gone_after <= 11, gone_after
+    snap = await presence.snapshot()
+    assert present(snap) == {(1, "stays@site.com")}, "a heartbeat keeps a user present past the first 10 s"
+    assert snap.people[0].since == since["stays@site.com"], "heartbeats do not restart the wait"
+
+    async def all_gone():
+        return not (await presence.snapshot()).people
+
+    await wait_until(all_gone, within=6)
+    assert 15.5 <= time.monotonic() - start <= 17
+
+
+async def test_several_sockets_of_one_user_are_one_presence(store, close_pool):
+    for _ in range(3):  # three tabs heartbeating
+        await presence.touch(7, "mary@site.com", False)
+    snap = await presence.snapshot()
+    assert present(snap) == {(7, "mary@site.com")}
+    assert snap.seconds_to_next_expiry == pytest.approx(10, abs=0.5)
+
+
+async def test_one_user_in_two_orders(store, close_pool):
+    await presence.touch(3, "agent@booktime.domain", True)
+    await presence.touch(4, "agent@booktime.domain", True)
+    await presence.touch(4, "john@site.com", False)
+    snap = await presence.snapshot()
+    assert [(p.order_id, p.email, p.is_employee) for p in snap.people] == [
+        (3, "agent@booktime.domain", True),
+        (4, "agent@booktime.domain", True),
+        (4, "john@site.com", False),
+    ]
+    assert presence.dashboard_v1(snap, lambda o: f"/customer-service/{o}/") == [
+        {"link": "/customer-service/3/", "text": "3 (agent@booktime.domain)"},
+        {"link": "/customer-service/4/", "text": "4 (agent@booktime.domain, john@site.com)"},
+    ]
+
+
+async def test_any_character_in_emails(store, close_pool):
+    emails = ["mary_jones@example.com", "a_b_c_@x_y.com", 'odd:"[1,2]"@site.com', "zoë@exämple.com", "sp ace@site.com"]
+    for email in emails:
+        await presence.touch(12, email, False)
+    snap = await presence.snapshot()
+    assert present(snap) == {(12, e) for e in emails}
+    (chat,) = presence.dashboard_v1(snap, str)
+    assert chat["text"] == f"12 ({', '.join(p.email for p in snap.people)})"
+
+
+async def test_arrival_wakes_listeners_and_heartbeats_do_not(store, close_pool):
+    await presence.touch(5, "already@site.com", False)
+    async with presence.changes() as changed:
+        assert presence.listening() == 1
+        await presence.touch(5, "already@site.com", False)  # a heartbeat, not an arrival
+        await presence.touch(5, "new@site.com", False)
+        await asyncio.wait_for(changed.wait(), 1)
+        changed.clear()
+        await presence.touch(5, "new@site.com", False)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(changed.wait(), 0.5)
+    assert presence.listening() == 0
+
+
+async def test_one_subscription_per_process_closed_with_the_last_listener(settings, prefix, close_pool):
+    if not settings.REDIS_URL:
+        pytest.skip("REDIS_URL is not set")
+    channel = f"{prefix}changes"
+    probe = aioredis.Redis.from_url(settings.REDIS_URL)
+    try:
+
+        async def subscribers():
+            return dict(await probe.pubsub_numsub(channel))[channel.encode()]
+
+        async with presence.changes(), presence.changes(), presence.changes():
+            assert await subscribers() == 1
+        assert await subscribers() == 0
+    finally:
+        await probe.aclose()
+
+
+async def test_thousands_of_unrelated_keys_are_never_read(settings, prefix, close_pool):
+    """Listing costs in proportion to the people present: with thousands of
+    other keys in the database (some shaped like the chapter's presence
+    keys), no command that presence runs names or scans them."""
+    if not settings.REDIS_URL:
+        pytest.skip("REDIS_URL is not set")
+    other = f"test:unrelated:{uuid.uuid4().hex}:"
+    client = aioredis.Redis.from_url(settings.REDIS_URL)
+    db = client.connection_pool.connection_kwargs.get("db", 0)
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            for i in range(5000):
+                pipe.set(f"{other}customer-service_{i}_user_{i}@site.com", "1", ex=120)
+            await pipe.execute()
+        await presence.touch(9, "me_too@site.com", False)
+
+        marker = uuid.uuid4().hex
+        seen = []
+        async with client.monitor() as monitor:
+            await presence.snapshot()
+            await presence.touch(9, "me_too@site.com", False)
+            await client.echo(marker)
+            async with asyncio.timeout(5):
+                while True:
+                    info = await monitor.next_command()
+                    if marker in info["command"]:
+                        break
+                    if info["db"] == db:  # the monitor sees every database
+                        seen.append(info["command"])
+        assert [c for c in seen if prefix in c], "the monitor saw presence's commands"
+        assert not [c for c in seen if c.split()[0].upper() in ("KEYS", "SCAN")]
+        assert not [c for c in seen if other in c]
+        assert present(await presence.snapshot()) == {(9, "me_too@site.com")}
+    finally:
+        # Delete exactly the keys this test made.
+        async with client.pipeline(transaction=False) as pipe:
+            for i in range(5000):
+                pipe.delete(f"{other}customer-service_{i}_user_{i}@site.com")
+            await pipe.execute()
+        await client.aclose()
+
+
+async def test_the_subscription_comes_back_after_its_connection_is_killed(settings, prefix, close_pool):
+    if not settings.REDIS_URL:
+        pytest.skip("REDIS_URL is not set")
+    admin = aioredis.Redis.from_url(settings.REDIS_URL)
+    db = admin.connection_pool.connection_kwargs.get("db", 0)
+
+    async def pubsub_ids():
+        return {c["id"] for c in await admin.client_list(_type="pubsub") if int(c["db"]) == db}
+
+    try:
+        before = await pubsub_ids()
+        async with presence.changes() as changed:
+            (ours,) = await pubsub_ids() - before
+            await admin.client_kill_filter(_id=ours)
+            await asyncio.wait_for(changed.wait(), 2)  # listeners are told to re-read
+            changed.clear()
+
+            async def arrival_wakes():
+                await presence.touch(21, f"{uuid.uuid4().hex}@site.com", False)
+                try:
+                    await asyncio.wait_for(changed.wait(), 0.5)
+                except TimeoutError:
+                    return False
+                return True
+
+            await wait_until(arrival_wakes, within=5)
+            assert ours not in await pubsub_ids()
+    finally:
+        await admin.aclose()
