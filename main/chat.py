@@ -265,9 +265,12 @@ def mark_read(member, message_id):
 
 @db
 def read_markers(member):
-    """Everyone's read markers in the chat (their name and last read id)."""
+    """Everyone's read markers in the chat: name, last read id, and whether
+    it is the member's own."""
     markers = models.ChatReadMarker.objects.filter(order_id=member.order_id).select_related("user")
-    return [{"username": m.user.display_name, "user_id": m.user_id, "id": m.last_read_id} for m in markers]
+    return [
+        {"username": m.user.display_name, "id": m.last_read_id, "mine": m.user_id == member.user_id} for m in markers
+    ]
 
 
 # --- Outgoing events ---------------------------------------------------------

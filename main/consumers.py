@@ -54,6 +54,7 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
         self.last_typing = 0.0
         self.replayed = set()  # ids sent from the database, not to be sent again live
         await self.channel_layer.group_add(self.group, self.channel_name)
+        self.group_renewed = time.monotonic()
         self.member = member
         await self.accept(chat.V2 if self.v2 else None)
         logger.info("Chat opened: user %s, order %s, v%d", member.user_id, member.order_id, 2 if self.v2 else 1)
@@ -115,6 +116,10 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
 
     async def on_heartbeat(self, content):
         await presence.touch(self.member.order_id, self.member.email, self.member.employee)
+        # Group memberships expire (CHANNEL_GROUP_EXPIRY); a live socket renews its own.
+        if time.monotonic() - self.group_renewed > GROUP_RENEW_SECONDS:
+            self.group_renewed = time.monotonic()
+            await self.channel_layer.group_add(self.group, self.channel_name)
 
     async def on_typing(self, content):
         now = time.monotonic()
@@ -183,6 +188,7 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
 
 
 TYPING_INTERVAL = 2.0  # seconds: at most one typing event per socket in this time
+GROUP_RENEW_SECONDS = 3600.0
 
 
 def _query(scope):

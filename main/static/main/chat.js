@@ -140,7 +140,7 @@
       setStatus("online", "Connected");
       showError("");
       e.reads.forEach(function (r) {
-        if (r.username !== e.you.username) othersReadUpTo = Math.max(othersReadUpTo, r.id);
+        if (!r.mine) othersReadUpTo = Math.max(othersReadUpTo, r.id);
       });
     },
     history: function (e) {
