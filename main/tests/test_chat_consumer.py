@@ -11,7 +11,7 @@ from main import chat, factories, models
 from main.consumers import ChatConsumer
 from main.redis_pool import close_redis, get_redis
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 TIMEOUT = 3
 
@@ -108,7 +108,13 @@ async def test_v2_events_carry_ids_timestamps_and_are_stored_first(people):
     assert await receive(c, "typing") == {"type": "typing", "username": "agent@booktime.domain"}
     await c.send_json_to({"type": "read", "id": event["id"]})
     read = await receive(a, "read")
-    assert read["id"] == event["id"] and read["username"] == "Jane Doe"
+    assert read["id"] == event["id"] and read["username"] == "Jane Doe" and read["mine"] is False
+    await c.send_json_to({"type": "read", "id": 0})  # markers never move back
+    assert (await receive(a, "read"))["id"] == event["id"]
+    await a.disconnect()
+    # A later socket learns the markers on connect.
+    a = await connected(agent, order.pk, v2=True)
+    assert (await receive(a, "ready"))["reads"] == [{"username": "Jane Doe", "id": event["id"], "mine": False}]
     await a.disconnect()
     await c.disconnect()
 
