@@ -52,6 +52,7 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
         # Every frame, whatever its type, within a looser bound.
         self.frames = chat.RateLimiter(settings.CHAT_RATE_BURST * 6, settings.CHAT_RATE_PER_SECOND * 10)
         self.last_typing = 0.0
+        self.presence_failed = False
         self.replayed = set()  # ids sent from the database, not to be sent again live
         await self.channel_layer.group_add(self.group, self.channel_name)
         self.group_renewed = time.monotonic()
@@ -115,7 +116,13 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_send(self.group, event)
 
     async def on_heartbeat(self, content):
-        await presence.touch(self.member.order_id, self.member.email, self.member.employee)
+        try:
+            await presence.touch(self.member.order_id, self.member.email, self.member.employee)
+        except Exception:
+            # The client can do nothing about it: log once per socket, chat on.
+            if not self.presence_failed:
+                self.presence_failed = True
+                logger.exception("Presence update failed: order %s", self.member.order_id)
         # Group memberships expire (CHANNEL_GROUP_EXPIRY); a live socket renews its own.
         if time.monotonic() - self.group_renewed > GROUP_RENEW_SECONDS:
             self.group_renewed = time.monotonic()

@@ -253,3 +253,21 @@ def test_two_server_processes_share_the_chat_through_redis(daphne_server, people
         for ws in (c, a):
             got = [recv(ws, "chat_message")["message"] for _ in range(2)]
             assert sorted(got) == ["from process one", "from process two"]
+
+
+def test_one_process_without_redis_chats_in_memory(daphne_server, people):
+    """The demo's set-up: no REDIS_URL, the in-process channel layer."""
+    customer, order, agent, _ = people
+    server = daphne_server({"REDIS_URL": ""})
+    with (
+        open_chat(server, order.pk, user=customer, v2=True) as c,
+        open_chat(server, order.pk, user=agent) as a,
+    ):
+        recv(c, "history")
+        c.send(json.dumps({"type": "heartbeat"}))
+        c.send(json.dumps({"type": "message", "message": "no Redis here"}))
+        assert recv(a, "chat_message") == {"type": "chat_message", "username": "Jane Doe", "message": "no Redis here"}
+        assert recv(c, "chat_message")["message"] == "no Redis here"
+        with pytest.raises(TimeoutError):  # no error event for the heartbeat either
+            while True:
+                assert json.loads(c.recv(timeout=1))["type"] != "error"
