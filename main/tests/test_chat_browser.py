@@ -5,6 +5,7 @@ from playwright.sync_api import expect
 
 from main import factories, models
 
+from . import servers
 from .conftest import browser_login, screenshot
 
 WAIT_MS = 10_000
@@ -56,3 +57,33 @@ def test_customer_and_agent_chat_and_a_reload_shows_the_history(daphne_server, b
     screenshot(agent_page, "chat-agent")
     agent_context.close()
     customer_context.close()
+
+
+def test_the_page_reconnects_by_itself_and_shows_what_it_missed(daphne_server, browser):
+    customer = factories.UserFactory(email="jane_doe@example.com", first_name="Jane", last_name="Doe")
+    order = factories.OrderFactory(user=customer)
+    agent = factories.EmployeeFactory(email="agent@booktime.domain", first_name="Adam", last_name="Ford")
+    models.ChatMessage.objects.create(order=order, user=customer, text="Hello?")
+    server = daphne_server()
+    context, page = open_chat(browser, server, "jane_doe@example.com", order)
+    expect(page.locator(".msg .msg-text")).to_have_text(["Hello?"])
+
+    server.stop()  # the server restarts: the page loses its socket
+    expect(page.locator("#chat-status")).not_to_have_text("Connected", timeout=WAIT_MS)
+    for n in range(3):  # said while the page was away
+        models.ChatMessage.objects.create(order=order, user=agent, text=f"Sorry, we were away ({n})")
+    restarted = servers.daphne(port=server.port)
+    try:
+        expect(page.locator("#chat-status")).to_have_text("Connected", timeout=30_000)
+        expect(page.locator(".msg .msg-text")).to_have_text(
+            ["Hello?"] + [f"Sorry, we were away ({n})" for n in range(3)], timeout=WAIT_MS
+        )
+        page.fill("#chat-input", "Welcome back")
+        page.press("#chat-input", "Enter")
+        expect(page.locator(".msg .msg-text")).to_have_text(
+            ["Hello?"] + [f"Sorry, we were away ({n})" for n in range(3)] + ["Welcome back"], timeout=WAIT_MS
+        )
+        screenshot(page, "chat-after-reconnect")
+    finally:
+        context.close()
+        restarted.stop()

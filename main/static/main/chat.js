@@ -7,6 +7,7 @@
   var PROTOCOL = "booktime.chat.v2";
   var HEARTBEAT_MS = 5000; // presence lasts 10 s per heartbeat
   var TYPING_MS = 2000;
+  var CONNECT_TIMEOUT_MS = 10000;
 
   var root = document.getElementById("chat");
   var log = document.getElementById("chat-log");
@@ -188,7 +189,12 @@
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var url = scheme + location.host + "/ws/customer-service/" + orderId + "/" + (lastId ? "?after=" + lastId : "");
     setStatus("connecting", retries ? "Reconnecting…" : "Connecting…");
-    socket = new WebSocket(url, [PROTOCOL]);
+    var current = new WebSocket(url, [PROTOCOL]);
+    socket = current;
+    // A handshake that hangs is given up on (onclose then retries).
+    var openTimer = setTimeout(function () {
+      if (current.readyState === WebSocket.CONNECTING) current.close();
+    }, CONNECT_TIMEOUT_MS);
     socket.onmessage = function (message) {
       var event;
       try {
@@ -200,6 +206,7 @@
       if (handler) handler(event);
     };
     socket.onopen = function () {
+      clearTimeout(openTimer);
       sendJson({ type: "heartbeat" });
       clearInterval(heartbeat);
       heartbeat = setInterval(function () {
@@ -207,6 +214,7 @@
       }, HEARTBEAT_MS);
     };
     socket.onclose = function () {
+      clearTimeout(openTimer);
       clearInterval(heartbeat);
       // Back off up to 15 s; resume from lastId when back.
       var delay = Math.min(15000, 1000 * Math.pow(2, retries));
