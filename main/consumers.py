@@ -5,6 +5,7 @@ import logging
 import time
 from urllib.parse import parse_qs
 
+from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -32,6 +33,10 @@ class Asgi2Compatible:
 # --- Chat (WebSocket) --------------------------------------------------------
 
 
+TYPING_INTERVAL = 2.0  # seconds: at most one typing event per socket in this time
+GROUP_RENEW_SECONDS = 3600.0  # how often a socket renews its channel-layer group membership
+
+
 class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
     """ws/customer-service/<order_id>/: a customer and employees chat about an
     order. The rules live in main/chat.py; the protocol in docs/protocol.md."""
@@ -42,10 +47,11 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
         kwargs = self.scope.get("url_route", {}).get("kwargs", {})
         member = await chat.join(self.scope.get("user"), kwargs.get("order_id"))
         if member is None:
-            # Refused before accept (HTTP 403): no group, presence or state.
+            # Refused before accept (HTTP 403): no group, presence or state,
+            # and the consumer ends now rather than wait on the channel layer.
             logger.info("Chat refused for user %s", getattr(self.scope.get("user"), "pk", None))
             await self.close()
-            return
+            raise StopConsumer()
         self.v2 = chat.V2 in self.scope.get("subprotocols", ())
         self.group = chat.group_name(member.order_id)
         self.messages = chat.RateLimiter(settings.CHAT_RATE_BURST, settings.CHAT_RATE_PER_SECOND)
@@ -80,9 +86,9 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
             # client's last seen id (`?after=`) resumes, else recent history.
             after = chat.parse_id(parse_qs(_query(self.scope)).get("after", [""])[0])
             if after is not None:
-                await self.resume(after)
+                await self.send_missed(after)
             else:
-                await self.history({})
+                await self.send_history({})
 
     async def disconnect(self, code):
         if self.member is None:
@@ -138,13 +144,13 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
             )
 
     async def on_history(self, content):
-        await self.history(content)
+        await self.send_history(content)
 
     async def on_resume(self, content):
         after = chat.optional_id(content, "after")
         if after is None:
             raise chat.ChatError("bad_request", "`after` (the last message id seen) is required.")
-        await self.resume(after)
+        await self.send_missed(after)
 
     async def on_read(self, content):
         message_id = chat.optional_id(content, "id")
@@ -156,7 +162,7 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
             {"type": "chat_read", "username": self.member.name, "user_id": self.member.user_id, "id": last_read},
         )
 
-    async def history(self, content):
+    async def send_history(self, content):
         before = chat.optional_id(content, "before")
         limit = chat.page_size(content, settings.CHAT_HISTORY_PAGE)
         messages, has_more = await chat.history(self.member, before, limit)
@@ -165,7 +171,7 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
         messages = [chat.for_client(m, True, self.member) for m in messages]
         await self.send_json({"type": "history", "before": before, "messages": messages, "has_more": has_more})
 
-    async def resume(self, after):
+    async def send_missed(self, after):
         messages, has_more = await chat.missed(self.member, after)
         self.replayed = {m["id"] for m in messages}
         for message in messages:
@@ -192,10 +198,6 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
     async def chat_read(self, event):
         if self.v2:
             await self.send_json(chat.for_client(dict(event, type="read"), True, self.member))
-
-
-TYPING_INTERVAL = 2.0  # seconds: at most one typing event per socket in this time
-GROUP_RENEW_SECONDS = 3600.0
 
 
 def _query(scope):

@@ -109,7 +109,9 @@ async def test_v2_events_carry_ids_timestamps_and_are_stored_first(people):
     await c.send_json_to({"type": "read", "id": event["id"]})
     read = await receive(a, "read")
     assert read["id"] == event["id"] and read["username"] == "Jane Doe" and read["mine"] is False
-    await c.send_json_to({"type": "read", "id": 0})  # markers never move back
+    await c.send_json_to({"type": "read", "id": 0})  # markers never move back...
+    assert (await receive(a, "read"))["id"] == event["id"]
+    await c.send_json_to({"type": "read", "id": 10**9})  # ...nor past the last message
     assert (await receive(a, "read"))["id"] == event["id"]
     await a.disconnect()
     # A later socket learns the markers on connect.
