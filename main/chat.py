@@ -16,6 +16,7 @@ from datetime import UTC
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
+from django.db.models import Max
 from django.utils import timezone
 
 from . import models
@@ -204,13 +205,15 @@ def timestamp(dt):
     return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def message_event(message, customer_id):
+def message_event(message, customer_id, username=None):
     """A stored message as the group event every socket formats for its client."""
+    if username is None:
+        username = message.user.display_name if message.user_id else DELETED_USER
     return {
         "type": "chat_message",
         "id": message.pk,
         "user_id": message.user_id,
-        "username": message.user.display_name if message.user_id else DELETED_USER,
+        "username": username,
         "message": message.text,
         "created": timestamp(message.created),
         "employee": message.user_id is not None and message.user_id != customer_id,
@@ -221,10 +224,7 @@ def message_event(message, customer_id):
 def store_message(member, text):
     """Store a message (before anyone is sent it) and return its group event."""
     message = models.ChatMessage.objects.create(order_id=member.order_id, user_id=member.user_id, text=text)
-    message.user = models.User(pk=member.user_id, email=member.email)  # no query for the name
-    event = message_event(message, member.customer_id)
-    event["username"] = member.name
-    return event
+    return message_event(message, member.customer_id, username=member.name)
 
 
 def _messages(member):
@@ -256,6 +256,9 @@ def missed(member, after, limit=None):
 def mark_read(member, message_id):
     """Move the member's read marker forward to `message_id` (never back);
     the marker now stored."""
+    # Not past the chat's last message, so no one can be "seen" in advance.
+    latest = _messages(member).aggregate(latest=Max("id"))["latest"] or 0
+    message_id = min(message_id, latest)
     marker, _ = models.ChatReadMarker.objects.get_or_create(order_id=member.order_id, user_id=member.user_id)
     if message_id > marker.last_read_id:
         models.ChatReadMarker.objects.filter(pk=marker.pk, last_read_id__lt=message_id).update(last_read_id=message_id)
@@ -265,9 +268,12 @@ def mark_read(member, message_id):
 
 @db
 def read_markers(member):
-    """Everyone's read markers in the chat (their name and last read id)."""
+    """Everyone's read markers in the chat: name, last read id, and whether
+    it is the member's own."""
     markers = models.ChatReadMarker.objects.filter(order_id=member.order_id).select_related("user")
-    return [{"username": m.user.display_name, "user_id": m.user_id, "id": m.last_read_id} for m in markers]
+    return [
+        {"username": m.user.display_name, "id": m.last_read_id, "mine": m.user_id == member.user_id} for m in markers
+    ]
 
 
 # --- Outgoing events ---------------------------------------------------------

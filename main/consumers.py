@@ -9,6 +9,7 @@ import time
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -39,6 +40,10 @@ class Asgi2Compatible:
 # --- Chat (WebSocket) --------------------------------------------------------
 
 
+TYPING_INTERVAL = 2.0  # seconds: at most one typing event per socket in this time
+GROUP_RENEW_SECONDS = 3600.0  # how often a socket renews its channel-layer group membership
+
+
 class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
     """ws/customer-service/<order_id>/: a customer and employees chat about an
     order. The rules live in main/chat.py; the protocol in docs/protocol.md."""
@@ -49,18 +54,21 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
         kwargs = self.scope.get("url_route", {}).get("kwargs", {})
         member = await chat.join(self.scope.get("user"), kwargs.get("order_id"))
         if member is None:
-            # Refused before accept (HTTP 403): no group, presence or state.
+            # Refused before accept (HTTP 403): no group, presence or state,
+            # and the consumer ends now rather than wait on the channel layer.
             logger.info("Chat refused for user %s", getattr(self.scope.get("user"), "pk", None))
             await self.close()
-            return
+            raise StopConsumer()
         self.v2 = chat.V2 in self.scope.get("subprotocols", ())
         self.group = chat.group_name(member.order_id)
         self.messages = chat.RateLimiter(settings.CHAT_RATE_BURST, settings.CHAT_RATE_PER_SECOND)
         # Every frame, whatever its type, within a looser bound.
         self.frames = chat.RateLimiter(settings.CHAT_RATE_BURST * 6, settings.CHAT_RATE_PER_SECOND * 10)
         self.last_typing = 0.0
+        self.presence_failed = False
         self.replayed = set()  # ids sent from the database, not to be sent again live
         await self.channel_layer.group_add(self.group, self.channel_name)
+        self.group_renewed = time.monotonic()
         self.member = member
         await self.accept(chat.V2 if self.v2 else None)
         logger.info("Chat opened: user %s, order %s, v%d", member.user_id, member.order_id, 2 if self.v2 else 1)
@@ -85,9 +93,9 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
             # client's last seen id (`?after=`) resumes, else recent history.
             after = chat.parse_id(parse_qs(_query(self.scope)).get("after", [""])[0])
             if after is not None:
-                await self.resume(after)
+                await self.send_missed(after)
             else:
-                await self.history({})
+                await self.send_history({})
 
     async def disconnect(self, code):
         if self.member is None:
@@ -121,7 +129,17 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_send(self.group, event)
 
     async def on_heartbeat(self, content):
-        await presence.touch(self.member.order_id, self.member.email, self.member.employee)
+        try:
+            await presence.touch(self.member.order_id, self.member.email, self.member.employee)
+        except Exception:
+            # The client can do nothing about it: log once per socket, chat on.
+            if not self.presence_failed:
+                self.presence_failed = True
+                logger.exception("Presence update failed: order %s", self.member.order_id)
+        # Group memberships expire (CHANNEL_GROUP_EXPIRY); a live socket renews its own.
+        if time.monotonic() - self.group_renewed > GROUP_RENEW_SECONDS:
+            self.group_renewed = time.monotonic()
+            await self.channel_layer.group_add(self.group, self.channel_name)
 
     async def on_typing(self, content):
         now = time.monotonic()
@@ -133,13 +151,13 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
             )
 
     async def on_history(self, content):
-        await self.history(content)
+        await self.send_history(content)
 
     async def on_resume(self, content):
         after = chat.optional_id(content, "after")
         if after is None:
             raise chat.ChatError("bad_request", "`after` (the last message id seen) is required.")
-        await self.resume(after)
+        await self.send_missed(after)
 
     async def on_read(self, content):
         message_id = chat.optional_id(content, "id")
@@ -151,7 +169,7 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
             {"type": "chat_read", "username": self.member.name, "user_id": self.member.user_id, "id": last_read},
         )
 
-    async def history(self, content):
+    async def send_history(self, content):
         before = chat.optional_id(content, "before")
         limit = chat.page_size(content, settings.CHAT_HISTORY_PAGE)
         messages, has_more = await chat.history(self.member, before, limit)
@@ -160,7 +178,7 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
         messages = [chat.for_client(m, True, self.member) for m in messages]
         await self.send_json({"type": "history", "before": before, "messages": messages, "has_more": has_more})
 
-    async def resume(self, after):
+    async def send_missed(self, after):
         messages, has_more = await chat.missed(self.member, after)
         self.replayed = {m["id"] for m in messages}
         for message in messages:
@@ -187,9 +205,6 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
     async def chat_read(self, event):
         if self.v2:
             await self.send_json(chat.for_client(dict(event, type="read"), True, self.member))
-
-
-TYPING_INTERVAL = 2.0  # seconds: at most one typing event per socket in this time
 
 
 def _query(scope):
