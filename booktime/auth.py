@@ -13,12 +13,12 @@ import re
 from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
-from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.contrib.auth.models import AnonymousUser
-from django.db import close_old_connections
 from rest_framework.authtoken.models import Token
+
+from main.db import db_sync_to_async
 
 TOKEN_PARAM = b"token"
 # DRF keys are 40 hex characters; anything else is not worth a query.
@@ -49,22 +49,14 @@ def without_token(query):
     return b"&".join(p for p in query.split(b"&") if p.split(b"=", 1)[0] != TOKEN_PARAM)
 
 
-def _user_for_token_sync(key):
+@db_sync_to_async(thread_sensitive=False)  # an independent read: requests run side by side
+def user_for_token(key):
     if not KEY_SHAPE.fullmatch(key):
         return AnonymousUser()
-    try:
-        token = Token.objects.select_related("user").filter(key=key).first()
-    finally:
-        # database_sync_to_async tidies connections outside the context the
-        # query ran in (asgiref copies it), so it would miss this one.
-        close_old_connections()
+    token = Token.objects.select_related("user").filter(key=key).first()
     if token is None or not token.user.is_active:
         return AnonymousUser()
     return token.user
-
-
-# An independent read: any worker thread will do, so requests run side by side.
-user_for_token = database_sync_to_async(_user_for_token_sync, thread_sensitive=False)
 
 
 class TokenAuthMiddleware(BaseMiddleware):

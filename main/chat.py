@@ -3,23 +3,21 @@ a valid frame is, rate limits, storage, history and resume. ChatConsumer
 (main/consumers.py) only moves frames between a socket, these functions and
 the channel layer. The protocol is described in docs/protocol.md.
 
-Every ORM call here goes through database_sync_to_async: Django's ORM is
+Every ORM call here goes through main.db (database_sync_to_async): Django's ORM is
 synchronous and must never run on the event loop.
 """
 
-import functools
 import json
 import time
 from dataclasses import dataclass
 from datetime import UTC
 
-from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 from django.db.models import Max
 from django.utils import timezone
 
 from . import models
+from .db import db_sync_to_async as db
 from .views import get_chat_order
 
 # The WebSocket subprotocol a client offers to speak v2; without it, v1.
@@ -30,23 +28,6 @@ V2_TYPES = V1_TYPES | {"typing", "history", "resume", "read"}
 
 MAX_ORDER_ID = 2**63 - 1  # PostgreSQL bigint
 DELETED_USER = "(deleted user)"
-
-
-def db(func):
-    """database_sync_to_async that also closes (per CONN_MAX_AGE) the
-    connection the call opened. asgiref runs the call in a copy of the
-    consumer's context, where Django keeps the connection it opens; Channels'
-    own cleanup runs outside that copy, does not see it, and would leave it
-    open until garbage collection."""
-
-    @functools.wraps(func)
-    def run(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        finally:
-            close_old_connections()
-
-    return database_sync_to_async(run)
 
 
 class ChatError(Exception):

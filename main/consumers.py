@@ -8,16 +8,15 @@ import logging
 import time
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.db import close_old_connections
 from django.urls import reverse
 from redis.exceptions import RedisError
 
 from . import chat, courier, models, presence
+from .db import db_sync_to_async
 
 logger = logging.getLogger(__name__)
 
@@ -224,12 +223,12 @@ TEXT_HEADERS = [(b"Content-Type", b"text/plain; charset=utf-8")]
 KEEP_ALIVE = b": keep-alive\n\n"
 
 
-@database_sync_to_async
+@db_sync_to_async
 def _is_employee(user):
     return bool(user is not None and user.is_authenticated and user.is_employee)
 
 
-@database_sync_to_async
+@db_sync_to_async
 def _last_spoken_to(order_ids):
     orders = models.Order.objects.filter(pk__in=order_ids, last_spoken_to__isnull=False)
     return {
@@ -403,16 +402,8 @@ def _headers(content_type, body):
     ]
 
 
-def _owns_order_sync(user, order_id):
+@db_sync_to_async(thread_sensitive=False)  # an independent read: requests run side by side
+def _owns_order(user, order_id):
     if user is None or not user.is_authenticated:
         return False
-    try:
-        return models.Order.objects.filter(pk=order_id, user=user).exists()
-    finally:
-        # database_sync_to_async tidies connections outside the context the
-        # query ran in (asgiref copies it), so it would miss this one.
-        close_old_connections()
-
-
-# An independent read: any worker thread will do, so requests run side by side.
-_owns_order = database_sync_to_async(_owns_order_sync, thread_sensitive=False)
+    return models.Order.objects.filter(pk=order_id, user=user).exists()
