@@ -129,7 +129,9 @@ if REDIS_URL:
                 # redis-py 8 defaults socket_timeout to 5 s, which races the
                 # layer's 5 s blocking pop: no socket timeout on the layer's
                 # own connections, and a pool size we chose.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 50}],
+                "hosts": [
+                    {"address": REDIS_URL, "socket_timeout": None, "socket_connect_timeout": 2, "max_connections": 50}
+                ],
                 "capacity": env.int("CHANNEL_CAPACITY", default=1000),
                 # Must outlive any socket's idle life (see README, "Scaling out").
                 "group_expiry": env.int("CHANNEL_GROUP_EXPIRY", default=86400),
@@ -156,6 +158,7 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "booktime",
+            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
         }
     }
 else:
@@ -167,15 +170,15 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": (
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
+        "main.api_auth.ThrottledBasicAuthentication",
     ),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "main.endpoints.exception_handler",
     # Login attempts per client IP address (see README, "Mobile API").
     "DEFAULT_THROTTLE_RATES": {"mobile-login": env.str("MOBILE_LOGIN_RATE", default="10/min")},
-    # Behind a reverse proxy, set to the number of proxies so the throttle sees
-    # the client's address (X-Forwarded-For) rather than the proxy's.
-    "NUM_PROXIES": env.int("NUM_PROXIES", default=None),
+    # 0: the throttle counts by the connecting address and ignores
+    # X-Forwarded-For, which a client can forge. Behind nginx, set it to 1.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "BookTime mobile API",

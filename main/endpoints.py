@@ -2,6 +2,7 @@
 description (drf-spectacular; the tracker, a Channels consumer, is added to
 it by hand in add_tracker_to_schema)."""
 
+from drf_spectacular.authentication import BasicScheme
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status, views
@@ -11,9 +12,9 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 
 from . import models
+from .api_auth import LoginAttemptThrottle
 
 MOBILE_API = "/mobile-api/"
 
@@ -39,6 +40,12 @@ def errors(*codes):
     return OpenApiResponse(ErrorSerializer, description=", ".join(codes))
 
 
+class ThrottledBasicScheme(BasicScheme):
+    """The schema's `basicAuth` is our throttled HTTP Basic."""
+
+    target_class = "main.api_auth.ThrottledBasicAuthentication"
+
+
 # --- Login and logout ----------------------------------------------------------
 
 
@@ -48,8 +55,7 @@ class ObtainToken(views.APIView):
     authentication_classes = ()
     permission_classes = ()
     parser_classes = (JSONParser, FormParser, MultiPartParser)
-    throttle_classes = (ScopedRateThrottle,)
-    throttle_scope = "mobile-login"
+    throttle_classes = (LoginAttemptThrottle,)
 
     @extend_schema(
         operation_id="mobile_login",
