@@ -2,8 +2,8 @@
 
 `GET <COURIER_API_URL>track/<order_id>` answers the shipment status of an
 order. One aiohttp ClientSession (and its connection pool) is shared by the
-whole process; like main/redis_pool.py it is kept per event loop, since a
-session belongs to the loop that opened it.
+whole process, kept per event loop (main/per_loop.py), since a session
+belongs to the loop that opened it.
 
 Every failure surfaces as a CourierError within COURIER_API_TIMEOUT: the
 caller (the order tracker) turns it into a 502 or 504.
@@ -11,20 +11,18 @@ caller (the order tracker) turns it into a 502 or 504.
 
 import asyncio
 import json
-import sys
-import weakref
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from django.conf import settings
+
+from . import per_loop
 
 MAX_BYTES = 64 * 1024  # a shipment status is a few hundred bytes
 MAX_REDIRECTS = 3
 MAX_CONNECTIONS = 100  # per process; callers past it wait (within their timeout)
 REDIRECTS = {301, 302, 303, 307, 308}
 TEXT = "text/plain; charset=utf-8"
-
-_sessions = weakref.WeakKeyDictionary()
 
 
 class CourierError(Exception):
@@ -47,37 +45,25 @@ class CourierAnswer(bytes):
     content_type = TEXT
 
 
+def _session():
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
+        headers={"User-Agent": "BookTime-tracker/1.0"},
+    )
+
+
+async def _close(session):
+    await session.close()
+
+
 def get_session():
-    """The shared session for the running event loop."""
-    loop = asyncio.get_running_loop()
-    session = _sessions.get(loop)
-    if session is None or session.closed:
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
-            headers={"User-Agent": "BookTime-tracker/1.0"},
-        )
-        _sessions[loop] = session
-        _close_at_server_shutdown()
-    return session
-
-
-def _close_at_server_shutdown():
-    """Under daphne (a Twisted reactor, which has no ASGI lifespan), close the
-    session before the loop stops, rather than leak it with an error line."""
-    reactor = sys.modules.get("twisted.internet.reactor")
-    if reactor is not None:
-        from twisted.internet.defer import Deferred
-
-        reactor.addSystemEventTrigger(
-            "before", "shutdown", lambda: Deferred.fromFuture(asyncio.ensure_future(close_session()))
-        )
+    """The shared session for the running event loop (see main/per_loop.py)."""
+    return per_loop.get("courier", _session, _close)
 
 
 async def close_session():
     """Close the running loop's session (at shutdown, and between tests)."""
-    session = _sessions.pop(asyncio.get_running_loop(), None)
-    if session is not None:
-        await session.close()
+    await per_loop.close("courier")
 
 
 def status_url(order_id):

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from . import per_loop
 from .redis_pool import get_redis
 
 logger = logging.getLogger(__name__)
@@ -254,23 +255,16 @@ class _Hub:
             event.set()
 
 
-_hubs = weakref.WeakKeyDictionary()
-
-
 def _hub():
-    loop = asyncio.get_running_loop()
-    hub = _hubs.get(loop)
-    if hub is None:
-        hub = _hubs[loop] = _Hub()
-    return hub
+    """The running loop's hub (main/per_loop.py); closed at server shutdown."""
+    return per_loop.get("presence-changes", _Hub, _Hub._close)
 
 
 def listening():
     """How many streams in this process wait on changes (for tests and checks)."""
     if not settings.REDIS_URL:
         return len(_memory.events)
-    hub = _hubs.get(asyncio.get_running_loop())
-    return len(hub.events) if hub else 0
+    return len(_hub().events)
 
 
 # --- In-process (embedded default, one process) ------------------------------

@@ -68,7 +68,8 @@ class Server:
         return f"ws://127.0.0.1:{self.port}"
 
     def log(self):
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self):

@@ -1,0 +1,54 @@
+"""Resources that belong to one event loop, as redis.asyncio and aiohttp
+connection pools do: one per loop, so one per server process (daphne runs a
+single loop) and a fresh one for each test's loop.
+
+daphne runs on a Twisted reactor, which has no ASGI lifespan: the resources
+are closed by a reactor shutdown trigger instead, before the loop stops.
+"""
+
+import asyncio
+import logging
+import sys
+import weakref
+
+logger = logging.getLogger(__name__)
+
+_by_loop = weakref.WeakKeyDictionary()  # loop -> {name: (resource, close)}
+
+
+def get(name, create, close):
+    """The running loop's resource `name`, made by `create()` on first use;
+    `await close(resource)` releases it."""
+    loop = asyncio.get_running_loop()
+    resources = _by_loop.get(loop)
+    if resources is None:
+        resources = _by_loop[loop] = {}
+        _close_all_at_server_shutdown()
+    if name not in resources:
+        resources[name] = (create(), close)
+    return resources[name][0]
+
+
+async def close(name):
+    """Release the running loop's resource `name`, if it has one."""
+    entry = _by_loop.get(asyncio.get_running_loop(), {}).pop(name, None)
+    if entry is not None:
+        resource, release = entry
+        await release(resource)
+
+
+async def close_all():
+    names = list(_by_loop.get(asyncio.get_running_loop(), {}))
+    for name in names:
+        await close(name)
+    logger.info("Closed the shared connections: %s", ", ".join(names) or "none")
+
+
+def _close_all_at_server_shutdown():
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is not None:
+        from twisted.internet.defer import Deferred
+
+        reactor.addSystemEventTrigger(
+            "before", "shutdown", lambda: Deferred.fromFuture(asyncio.ensure_future(close_all()))
+        )
