@@ -28,8 +28,11 @@ def get_chat_order(user, order_id):
     any. None otherwise, the same answer whether or not the order exists."""
     if not user.is_authenticated:
         return None
+    # The same queries whether the order exists or not, so that timing does
+    # not tell a probe which order ids are taken.
+    is_employee = user.is_employee
     order = models.Order.objects.filter(pk=order_id).first()
-    if order is None or not (order.user_id == user.pk or user.is_employee):
+    if order is None or not (order.user_id == user.pk or is_employee):
         return None
     return order
 
