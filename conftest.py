@@ -1,13 +1,17 @@
 """Checks that the real services the suite runs against answer, once, with
-one clear line if they don't."""
+one clear line if they don't; clears the previous run's uploads."""
 
 import pytest
 
 
 def pytest_sessionstart(session):
+    import shutil
+
     import psycopg
     import redis
     from django.conf import settings
+
+    shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)  # the previous run's uploads
 
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("postgresql"):

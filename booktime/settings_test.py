@@ -14,4 +14,6 @@ from .settings import BASE_DIR, DATABASES
 # Several checkouts can run their suites side by side on one PostgreSQL.
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DB_NAME", "test_booktime")}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, tests only
+# Uploads made by the tests go to a folder of their own, emptied per run
+# (conftest.py).
 MEDIA_ROOT = BASE_DIR / "artifacts" / "media"
