@@ -7,14 +7,21 @@ Every ORM call here goes through main.db (database_sync_to_async): Django's ORM 
 synchronous and must never run on the event loop.
 """
 
+import hashlib
 import json
+import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC
 
+from asgiref.sync import async_to_sync
+from channels.auth import UserLazyObject
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from . import models
 from .db import db_sync_to_async as db
@@ -28,6 +35,19 @@ V2_TYPES = V1_TYPES | {"typing", "history", "resume", "read"}
 
 MAX_ORDER_ID = 2**63 - 1  # PostgreSQL bigint
 DELETED_USER = "(deleted user)"
+MAX_REF_CHARS = 64  # a v2 message frame's optional `ref`, echoed to its sender
+
+# A socket that keeps sending frames the server refuses is closed with 1008
+# (policy violation): this many refusals in a row, within this many seconds.
+# A person typing never comes near it (the page sends one frame per message).
+STRIKE_LIMIT = 40
+STRIKE_WINDOW_SECONDS = 30.0
+
+# The close code of a socket whose token was revoked (POST /mobile-api/logout/).
+CLOSE_TOKEN_REVOKED = 4401
+CLOSE_POLICY_VIOLATION = 1008
+
+logger = logging.getLogger(__name__)
 
 
 class ChatError(Exception):
@@ -57,6 +77,54 @@ class Member:
 
 def group_name(order_id):
     return f"customer-service_{order_id}"
+
+
+def token_group(key):
+    """The channel-layer group of the chat sockets opened with token `key`:
+    named after a hash of the key, never the key itself."""
+    return "chat-token-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def by_token(scope):
+    """Whether the socket was let in on a token rather than the session.
+    booktime.auth resolves a token to a plain user object in the scope; the
+    session path leaves Channels' UserLazyObject there."""
+    return not isinstance(scope.get("user"), UserLazyObject)
+
+
+def header_token(scope):
+    """The key of an `Authorization: Token <key>` header, or None (a
+    `?token=` key is taken out of the scope before the consumer sees it)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, key = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "token" and key.strip():
+                return key.strip()
+    return None
+
+
+@db
+def live_token(user, key=None):
+    """The user's token key while it is valid (and is `key`, when given),
+    else None. DRF gives a user one token, so without `key` it is the one
+    the socket was opened with."""
+    tokens = Token.objects.filter(user_id=user.pk, user__is_active=True)
+    if key is not None:
+        tokens = tokens.filter(key=key)
+    return tokens.values_list("key", flat=True).first()
+
+
+def close_token_sockets(key):
+    """From sync code (the logout view): close every chat socket opened with
+    token `key`, on every server process. Best effort: a channel-layer
+    failure is logged, and the revoked token is refused from then on anyway."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(token_group(key), {"type": "chat.revoked"})
+    except Exception:
+        logger.exception("Could not close the chat sockets of a revoked token")
 
 
 def parse_id(value):
@@ -150,6 +218,17 @@ def optional_id(content, key):
     return value
 
 
+def message_ref(content):
+    """A v2 message frame's optional `ref` (any short string the client
+    picks), echoed in the sender's own chat_message or error; None if absent."""
+    ref = content.get("ref")
+    if ref is None:
+        return None
+    if not isinstance(ref, str) or not 0 < len(ref) <= MAX_REF_CHARS:
+        raise ChatError("bad_request", f"`ref` must be a string of 1 to {MAX_REF_CHARS} characters.")
+    return ref
+
+
 def page_size(content, maximum):
     value = content.get("limit", maximum)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -179,6 +258,28 @@ class RateLimiter:
         raise ChatError("rate_limited", "Too many messages; slow down.", retry_after=retry_after)
 
 
+class Strikes:
+    """Refused frames in a row, counted over the last `window` seconds; a
+    frame the server accepts starts the count again. One per socket."""
+
+    def __init__(self, limit=STRIKE_LIMIT, window=STRIKE_WINDOW_SECONDS, clock=time.monotonic):
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self.times = deque()
+
+    def refused(self):
+        """Count a refusal; True when the socket has had too many."""
+        now = self.clock()
+        self.times.append(now)
+        while self.times and self.times[0] <= now - self.window:
+            self.times.popleft()
+        return len(self.times) >= self.limit
+
+    def accepted(self):
+        self.times.clear()
+
+
 # --- Storage and reading -----------------------------------------------------
 
 
@@ -193,6 +294,7 @@ def message_event(message, customer_id, username=None):
     return {
         "type": "chat_message",
         "id": message.pk,
+        "seq": message.seq,
         "user_id": message.user_id,
         "username": username,
         "message": message.text,
@@ -203,7 +305,9 @@ def message_event(message, customer_id, username=None):
 
 @db
 def store_message(member, text):
-    """Store a message (before anyone is sent it) and return its group event."""
+    """Store a message (before anyone is sent it) and return its group event.
+    Its `seq` is the order's next, given under a lock on the order's row in
+    the transaction that inserts it (ChatMessage.save)."""
     message = models.ChatMessage.objects.create(order_id=member.order_id, user_id=member.user_id, text=text)
     return message_event(message, member.customer_id, username=member.name)
 
@@ -226,10 +330,14 @@ def history(member, before=None, limit=None):
 
 
 @db
-def missed(member, after, limit=None):
-    """Messages with an id above `after`, oldest first, and whether more remain."""
+def missed(member, after=None, after_seq=None, limit=None):
+    """Messages after sequence number `after_seq` (exact: seq has no gaps),
+    or with an id above `after` (the older form), in order, and whether more
+    remain."""
     limit = limit or settings.CHAT_RESUME_LIMIT
-    page = list(_messages(member).filter(id__gt=after).order_by("id")[: limit + 1])
+    messages = _messages(member)
+    messages = messages.filter(seq__gt=after_seq) if after_seq is not None else messages.filter(id__gt=after)
+    page = list(messages.order_by("seq")[: limit + 1])
     return [message_event(m, member.customer_id) for m in page[:limit]], len(page) > limit
 
 
@@ -283,6 +391,8 @@ def for_client(event, v2, member):
         if kind == "chat_message":
             return {"type": kind, "username": event["username"], "message": event["message"]}
         return {"type": kind, "username": event["username"]}
-    out = {key: value for key, value in event.items() if key != "user_id"}
+    out = {key: value for key, value in event.items() if key not in ("user_id", "ref")}
     out["mine"] = event.get("user_id") == member.user_id
+    if out["mine"] and event.get("ref") is not None:
+        out["ref"] = event["ref"]  # the sender's own reference, for its eyes only
     return out

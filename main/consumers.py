@@ -48,21 +48,40 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
     order. The rules live in main/chat.py; the protocol in docs/protocol.md."""
 
     member = None  # set once the user is admitted and the socket accepted
+    token_group = None  # for a socket opened with a token: where its revocation is announced
+    closing = False
+
+    async def refuse(self):
+        # Refused before accept (HTTP 403): no group, presence or state,
+        # and the consumer ends now rather than wait on the channel layer.
+        logger.info("Chat refused for user %s", getattr(self.scope.get("user"), "pk", None))
+        await self.close()
+        raise StopConsumer()
 
     async def connect(self):
         kwargs = self.scope.get("url_route", {}).get("kwargs", {})
-        member = await chat.join(self.scope.get("user"), kwargs.get("order_id"))
+        user = self.scope.get("user")
+        member = await chat.join(user, kwargs.get("order_id"))
         if member is None:
-            # Refused before accept (HTTP 403): no group, presence or state,
-            # and the consumer ends now rather than wait on the channel layer.
-            logger.info("Chat refused for user %s", getattr(self.scope.get("user"), "pk", None))
-            await self.close()
-            raise StopConsumer()
+            await self.refuse()
+        if chat.by_token(self.scope):
+            # Logging out (revoking the token) closes this socket: join the
+            # token's group, then check the token is still valid, so a
+            # revocation either is seen here or reaches the group.
+            key = await chat.live_token(user, chat.header_token(self.scope))
+            if key is None:
+                await self.refuse()
+            await self.channel_layer.group_add(chat.token_group(key), self.channel_name)
+            if await chat.live_token(user, key) is None:
+                await self.channel_layer.group_discard(chat.token_group(key), self.channel_name)
+                await self.refuse()
+            self.token_group = chat.token_group(key)
         self.v2 = chat.V2 in self.scope.get("subprotocols", ())
         self.group = chat.group_name(member.order_id)
         self.messages = chat.RateLimiter(settings.CHAT_RATE_BURST, settings.CHAT_RATE_PER_SECOND)
         # Every frame, whatever its type, within a looser bound.
         self.frames = chat.RateLimiter(settings.CHAT_RATE_BURST * 6, settings.CHAT_RATE_PER_SECOND * 10)
+        self.strikes = chat.Strikes()
         self.last_typing = 0.0
         self.presence_failed = False
         self.replayed = set()  # ids sent from the database, not to be sent again live
@@ -89,14 +108,21 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
                 }
             )
             # Catch up while live events wait in this socket's channel: the
-            # client's last seen id (`?after=`) resumes, else recent history.
-            after = chat.parse_id(parse_qs(_query(self.scope)).get("after", [""])[0])
-            if after is not None:
-                await self.send_missed(after)
+            # client's place (`?after_seq=`, or the older `?after=` id)
+            # resumes, else recent history.
+            query = parse_qs(_query(self.scope))
+            after_seq = _non_negative(query.get("after_seq", [""])[0])
+            after = chat.parse_id(query.get("after", [""])[0])
+            if after_seq is not None:
+                await self.send_missed(after_seq=after_seq)
+            elif after is not None:
+                await self.send_missed(after=after)
             else:
                 await self.send_history({})
 
     async def disconnect(self, code):
+        if self.token_group is not None:
+            await self.channel_layer.group_discard(self.token_group, self.channel_name)
         if self.member is None:
             return
         try:
@@ -106,25 +132,53 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
             logger.info("Chat closed: user %s, order %s", self.member.user_id, self.member.order_id)
 
     async def receive(self, text_data=None, bytes_data=None):
+        if self.closing:
+            return
+        ref = None
         try:
             self.frames.take()
             content = chat.parse_frame(text_data, bytes_data, chat.V2_TYPES if self.v2 else chat.V1_TYPES)
-            await getattr(self, "on_" + content["type"])(content)
+            if self.v2 and content["type"] == "message":
+                ref = chat.message_ref(content)
+            if content["type"] == "message":
+                await self.on_message(content, ref)
+            else:
+                await getattr(self, "on_" + content["type"])(content)
+            self.strikes.accepted()
         except chat.ChatError as error:
+            if self.strikes.refused():
+                # Refusal after refusal: the client is not listening; stop
+                # spending memory and time on it (docs/protocol.md).
+                logger.warning(
+                    "Chat closed for repeated refused frames: user %s, order %s",
+                    self.member.user_id,
+                    self.member.order_id,
+                )
+                self.closing = True
+                await self.close(code=chat.CLOSE_POLICY_VIOLATION)
+                return
             if self.v2:
-                await self.send_json(error.event())
+                event = error.event()
+                if ref is not None:
+                    event["ref"] = ref
+                await self.send_json(event)
             # v1 has no error event: a refused frame is dropped (docs/protocol.md).
         except Exception:
             logger.exception("Chat frame failed: user %s, order %s", self.member.user_id, self.member.order_id)
             if self.v2:
-                await self.send_json(chat.ChatError("server_error", "Something went wrong; try again.").event())
+                event = chat.ChatError("server_error", "Something went wrong; try again.").event()
+                if ref is not None:
+                    event["ref"] = ref
+                await self.send_json(event)
 
     # Client frames.
 
-    async def on_message(self, content):
+    async def on_message(self, content, ref=None):
         text = chat.clean_message(content)
         self.messages.take()
         event = await chat.store_message(self.member, text)  # stored first, then fanned out
+        if ref is not None:
+            event["ref"] = ref  # shown to the sender only (chat.for_client)
         await self.channel_layer.group_send(self.group, event)
 
     async def on_heartbeat(self, content):
@@ -153,10 +207,14 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
         await self.send_history(content)
 
     async def on_resume(self, content):
+        after_seq = chat.optional_id(content, "after_seq")
         after = chat.optional_id(content, "after")
-        if after is None:
-            raise chat.ChatError("bad_request", "`after` (the last message id seen) is required.")
-        await self.send_missed(after)
+        if after_seq is not None:
+            await self.send_missed(after_seq=after_seq)
+        elif after is not None:
+            await self.send_missed(after=after)
+        else:
+            raise chat.ChatError("bad_request", "`after_seq` (the last message seq you have all up to) is required.")
 
     async def on_read(self, content):
         message_id = chat.optional_id(content, "id")
@@ -177,13 +235,17 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
         messages = [chat.for_client(m, True, self.member) for m in messages]
         await self.send_json({"type": "history", "before": before, "messages": messages, "has_more": has_more})
 
-    async def send_missed(self, after):
-        messages, has_more = await chat.missed(self.member, after)
+    async def send_missed(self, after=None, after_seq=None):
+        messages, has_more = await chat.missed(self.member, after=after, after_seq=after_seq)
         self.replayed = {m["id"] for m in messages}
         for message in messages:
             await self.send_json(chat.for_client(message, True, self.member))
-        last_id = messages[-1]["id"] if messages else after
-        await self.send_json({"type": "resumed", "after": after, "last_id": last_id, "has_more": has_more})
+        resumed = {"type": "resumed", "after": after, "after_seq": after_seq, "has_more": has_more}
+        if messages:
+            resumed.update(last_id=messages[-1]["id"], last_seq=messages[-1]["seq"])
+        else:
+            resumed.update(last_id=after, last_seq=after_seq)
+        await self.send_json(resumed)
 
     # Group events.
 
@@ -204,6 +266,19 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
     async def chat_read(self, event):
         if self.v2:
             await self.send_json(chat.for_client(dict(event, type="read"), True, self.member))
+
+    async def chat_revoked(self, event):
+        # The token this socket was opened with was revoked (logout).
+        logger.info("Chat closed, token revoked: user %s", self.member.user_id if self.member else None)
+        self.closing = True
+        await self.close(code=chat.CLOSE_TOKEN_REVOKED)
+
+
+def _non_negative(value):
+    """A query parameter as a non-negative integer (a message seq), or None."""
+    if value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    return None
 
 
 def _query(scope):

@@ -280,7 +280,8 @@ async def test_history_pages_back_to_the_first_message(people, settings):
 
     def store(n):
         models.ChatMessage.objects.bulk_create(
-            models.ChatMessage(order=order, user=customer if i % 2 else agent, text=f"m{i}") for i in range(n)
+            models.ChatMessage(order=order, seq=i + 1, user=customer if i % 2 else agent, text=f"m{i}")
+            for i in range(n)
         )
 
     await database_sync_to_async(store)(120)
@@ -333,3 +334,166 @@ async def test_resume_sends_exactly_what_was_missed_in_order(people, settings):
     assert await c.receive_nothing(timeout=0.3)
     await a.disconnect()
     await c.disconnect()
+
+
+async def test_resume_by_seq_gets_a_message_that_was_fanned_out_late(people):
+    """Two messages are stored (seq 1, 2) but only the later one reaches the
+    client live, as when two server processes fan out out of order. The
+    client keeps the highest seq up to which it has everything (0 here), so
+    its resume brings back the one it missed, in order, once."""
+    from channels.layers import get_channel_layer
+
+    customer, order, agent, _ = people
+    c = await connected(customer, order.pk, v2=True)
+    assert (await receive(c, "history"))["messages"] == []
+    member = await chat.join(agent, order.pk)
+    first = await chat.store_message(member, "stored first, delivered late")
+    second = await chat.store_message(member, "stored second, delivered first")
+    assert (first["seq"], second["seq"]) == (1, 2)
+    await get_channel_layer().group_send(chat.group_name(order.pk), second)  # `first` is still on its way
+
+    have = {}  # what the client holds, by seq, as the chat page keeps it
+    event = await receive(c, "chat_message")
+    have[event["seq"]] = event["message"]
+    contiguous = max((n for n in range(len(have) + 1) if all(s in have for s in range(1, n + 1))), default=0)
+    assert contiguous == 0  # the highest id seen (second's) would have skipped `first`
+    await c.disconnect()  # the connection drops before `first` arrives
+
+    c = await connected(customer, order.pk, v2=True, query=f"after_seq={contiguous}")
+    replayed = []
+    while (event := await receive(c))["type"] != "resumed":
+        if event["type"] == "chat_message":
+            replayed.append((event["seq"], event["id"], event["message"]))
+    assert replayed == [
+        (1, first["id"], "stored first, delivered late"),
+        (2, second["id"], "stored second, delivered first"),
+    ]
+    assert event["last_seq"] == 2 and event["has_more"] is False
+    new = [(seq, text) for seq, _, text in replayed if seq not in have]
+    assert new == [(1, "stored first, delivered late")]  # exactly the missed one; the page drops the other
+    # The resume frame does the same.
+    await c.send_json_to({"type": "resume", "after_seq": 1})
+    again = []
+    while (event := await receive(c))["type"] != "resumed":
+        if event["type"] == "chat_message":
+            again.append(event["seq"])
+    assert again == [2] and event["after_seq"] == 1
+    await c.disconnect()
+
+
+def test_seq_numbers_have_no_gaps_and_follow_commit_order_under_concurrent_senders(transactional_db):
+    """Senders on different connections (as on different server processes)
+    storing at once: each order's messages are numbered 1..n, in id order."""
+    import threading
+
+    from django.db import connection
+
+    customer = factories.UserFactory()
+    orders = factories.OrderFactory.create_batch(2, user=customer)
+    start = threading.Barrier(8)
+    failures = []
+
+    def send(n):
+        try:
+            start.wait(timeout=10)
+            for i in range(5):
+                models.ChatMessage.objects.create(order=orders[(n + i) % 2], user=customer, text=f"{n}.{i}")
+        except Exception as error:  # reported below, from the test's thread
+            failures.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert failures == []
+    for order in orders:
+        rows = list(models.ChatMessage.objects.filter(order=order).order_by("id").values_list("seq", flat=True))
+        assert rows == list(range(1, 21))
+
+
+async def test_v1_events_have_no_seq_or_ref(people):
+    customer, order, _, _ = people
+    c = await connected(customer, order.pk)
+    await receive(c, "chat_join")
+    await c.send_json_to({"type": "message", "message": "hi", "ref": "r1"})
+    assert await c.receive_json_from(timeout=TIMEOUT) == {
+        "type": "chat_message",
+        "username": "Jane Doe",
+        "message": "hi",
+    }
+    await c.disconnect()
+
+
+async def test_ref_comes_back_to_its_sender_only_with_its_message_or_error(people, settings):
+    settings.CHAT_RATE_BURST = 1
+    customer, order, agent, _ = people
+    c = await connected(customer, order.pk, v2=True)
+    a = await connected(agent, order.pk, v2=True)
+    await receive(c, "history")
+    await receive(a, "history")
+    await c.send_json_to({"type": "message", "message": "one", "ref": "r1"})
+    await c.send_json_to({"type": "message", "message": "two", "ref": "r2"})
+    # The error may come before the first message's echo (which goes round
+    # the channel layer): `ref` says which frame each is about.
+    got = {}
+    while len(got) < 2:
+        event = await receive(c)
+        if event["type"] in ("chat_message", "error"):
+            got[event["type"]] = event
+    own, error = got["chat_message"], got["error"]
+    assert own["ref"] == "r1" and own["mine"] is True and own["seq"] == 1
+    assert error["code"] == "rate_limited" and error["ref"] == "r2"
+    theirs = await receive(a, "chat_message")
+    assert theirs["message"] == "one" and "ref" not in theirs
+    await c.send_json_to({"type": "message", "message": "x", "ref": 5})
+    assert (await receive(c, "error"))["code"] == "bad_request"
+    await c.disconnect()
+    await a.disconnect()
+
+
+@pytest.mark.parametrize("v2", [True, False])
+async def test_a_socket_that_keeps_being_refused_is_closed_with_1008(people, settings, v2):
+    settings.CHAT_RATE_BURST = 20  # frames of any kind: 120 at once, so these are refused for what they are
+    customer, order, agent, _ = people
+    c = await connected(customer, order.pk, v2=v2)
+    other = await connected(agent, order.pk)
+    for _ in range(chat.STRIKE_LIMIT - 1):
+        await c.send_to(text_data="not json")
+    if v2:
+        for _ in range(chat.STRIKE_LIMIT - 1):
+            assert (await receive(c, "error"))["code"] == "bad_json"
+    # One accepted frame starts the count again...
+    await c.send_json_to({"type": "heartbeat"})
+    for _ in range(chat.STRIKE_LIMIT - 1):
+        await c.send_to(text_data="not json")
+    await c.send_json_to({"type": "message", "message": "still open"})
+    assert (await receive(c, "chat_message"))["message"] == "still open"
+    # ...and refusal after refusal ends the socket: policy violation.
+    for _ in range(chat.STRIKE_LIMIT):
+        await c.send_to(text_data="[]")
+    while True:
+        output = await c.receive_output(timeout=TIMEOUT)
+        if output["type"] == "websocket.close":
+            break
+        assert output["type"] == "websocket.send"
+    assert output["code"] == 1008
+    await c.wait(timeout=TIMEOUT)
+    # Everyone else chats on.
+    await other.send_json_to({"type": "message", "message": "hello?"})
+    while (await receive(other, "chat_message"))["message"] != "hello?":
+        pass
+    await other.disconnect()
+
+
+def test_strikes_count_only_recent_refusals_in_a_row():
+    now = [0.0]
+    strikes = chat.Strikes(limit=3, window=10, clock=lambda: now[0])
+    assert not strikes.refused() and not strikes.refused()
+    now[0] = 11.0  # the first two are out of the window
+    assert not strikes.refused() and not strikes.refused()
+    assert strikes.refused()
+    strikes.accepted()
+    assert not strikes.refused()

@@ -3,13 +3,14 @@ real WebSocket client (websockets), PostgreSQL and Redis."""
 
 import json
 import socket
+import urllib.request
 
 import pytest
 import redis
 from django.conf import settings
 from django.test import Client
 from rest_framework.authtoken.models import Token
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from main import chat, factories, models
@@ -198,7 +199,8 @@ def test_flood_is_rate_limited(server, people):
 def test_history_on_open(server, people):
     customer, order, agent, _ = people
     models.ChatMessage.objects.bulk_create(
-        models.ChatMessage(order=order, user=agent if n % 2 else customer, text=f"line {n}") for n in range(60)
+        models.ChatMessage(order=order, seq=n + 1, user=agent if n % 2 else customer, text=f"line {n}")
+        for n in range(60)
     )
     with open_chat(server, order.pk, user=customer, v2=True) as c:
         ready = recv(c)
@@ -271,3 +273,46 @@ def test_one_process_without_redis_chats_in_memory(daphne_server, people):
         with pytest.raises(TimeoutError):  # no error event for the heartbeat either
             while True:
                 assert json.loads(c.recv(timeout=1))["type"] != "error"
+
+
+def post(server, path, key):
+    request = urllib.request.Request(f"{server.url}{path}", method="POST", headers={"Authorization": f"Token {key}"})
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        return response.status
+
+
+def closed_with(ws):
+    """The close code the server ended `ws` with, waiting up to TIMEOUT."""
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            ws.recv(timeout=TIMEOUT)
+    return closed.value.rcvd.code if closed.value.rcvd else None
+
+
+def test_logout_closes_the_chat_sockets_opened_with_that_token(daphne_server, people):
+    customer, order, agent, _ = people
+    one, two = daphne_server(), daphne_server()  # the logout reaches every server process
+    key = token(customer)
+    with (
+        open_chat(one, order.pk, token_query=key, v2=True) as by_query,
+        open_chat(two, order.pk, token_header=key) as by_header,
+        open_chat(one, order.pk, user=customer, v2=True) as by_session,
+        open_chat(two, order.pk, token_query=token(agent), v2=True) as agents_token,
+    ):
+        for ws in (by_query, by_session, agents_token):
+            recv(ws, "history")
+        recv(by_header, "chat_join")
+
+        assert post(one, "/mobile-api/logout/", key) == 204
+
+        assert closed_with(by_query) == chat.CLOSE_TOKEN_REVOKED
+        assert closed_with(by_header) == chat.CLOSE_TOKEN_REVOKED
+        # The session and someone else's token are not affected.
+        by_session.send(json.dumps({"type": "message", "message": "still here"}))
+        assert recv(by_session, "chat_message")["message"] == "still here"
+        assert recv(agents_token, "chat_message")["message"] == "still here"
+    # The revoked token opens nothing any more.
+    assert refused(one, order.pk, token_query=key) == 403
+    for server in (one, two):
+        assert key not in server.log() and chat.token_group(key) not in server.log()
+        assert "Traceback" not in server.log()
