@@ -1,9 +1,14 @@
 """The chat page in headless Debian chromium against a real daphne: a
 customer and an agent in two browser contexts."""
 
+import asyncio
+import signal
+import threading
+
+from channels.layers import get_channel_layer
 from playwright.sync_api import expect
 
-from main import factories, models
+from main import chat, factories, models
 
 from . import servers
 from .conftest import browser_login, screenshot
@@ -84,6 +89,114 @@ def test_the_page_reconnects_by_itself_and_shows_what_it_missed(daphne_server, b
             ["Hello?"] + [f"Sorry, we were away ({n})" for n in range(3)] + ["Welcome back"], timeout=WAIT_MS
         )
         screenshot(page, "chat-after-reconnect")
+    finally:
+        context.close()
+        restarted.stop()
+
+
+def chat_page(browser, env=None, daphne_server=None):
+    customer = factories.UserFactory(email="jane_doe@example.com", first_name="Jane", last_name="Doe")
+    order = factories.OrderFactory(user=customer)
+    server = daphne_server(env)
+    context, page = open_chat(browser, server, "jane_doe@example.com", order)
+    return customer, order, context, page
+
+
+def test_a_message_the_server_refuses_goes_back_into_the_box(daphne_server, browser):
+    # One message, then none for a long while: the second is refused (rate_limited).
+    customer, order, context, page = chat_page(
+        browser, {"CHAT_RATE_BURST": "1", "CHAT_RATE_PER_SECOND": "0.01"}, daphne_server
+    )
+    page.fill("#chat-input", "First question")
+    page.press("#chat-input", "Enter")
+    expect(page.locator(".msg .msg-text")).to_have_text(["First question"], timeout=WAIT_MS)
+    expect(page.locator("#chat-input")).to_have_value("")
+
+    page.fill("#chat-input", "Second question, sent too soon")
+    page.press("#chat-input", "Enter")
+    expect(page.locator("#chat-error")).to_contain_text("back in the box", timeout=WAIT_MS)
+    expect(page.locator("#chat-input")).to_have_value("Second question, sent too soon")
+    expect(page.locator(".msg .msg-text")).to_have_text(["First question"])
+    assert list(models.ChatMessage.objects.filter(order=order).values_list("text", flat=True)) == ["First question"]
+    screenshot(page, "chat-refused-message")
+    context.close()
+
+
+def test_a_too_long_message_stays_in_the_box_by_the_servers_limit(daphne_server, browser):
+    customer, order, context, page = chat_page(browser, {"CHAT_MAX_MESSAGE_CHARS": "20"}, daphne_server)
+    long = "This one is longer than twenty characters"
+    page.fill("#chat-input", long)  # no hard-coded maxlength: the limit comes from the server
+    page.press("#chat-input", "Enter")
+    expect(page.locator("#chat-error")).to_contain_text("the limit is 20", timeout=WAIT_MS)
+    expect(page.locator("#chat-input")).to_have_value(long)
+    page.fill("#chat-input", "Short enough 🙂")  # 14 characters (more UTF-16 units)
+    page.press("#chat-input", "Enter")
+    expect(page.locator(".msg .msg-text")).to_have_text(["Short enough 🙂"], timeout=WAIT_MS)
+    expect(page.locator("#chat-input")).to_have_value("")
+    assert models.ChatMessage.objects.filter(order=order).count() == 1
+    context.close()
+
+
+def test_a_message_that_arrives_late_is_fetched_again_and_shown_in_order(daphne_server, browser):
+    """Two messages are stored but only the later one reaches the page live
+    (as when two server processes fan out out of order): the page sees the
+    gap in the sequence and fetches what is missing, each message once."""
+    customer, order, context, page = chat_page(browser, None, daphne_server)
+    expect(page.locator("#chat-empty")).to_be_visible(timeout=WAIT_MS)
+    agent = factories.EmployeeFactory(email="agent@booktime.domain", first_name="Adam", last_name="Ford")
+    first = models.ChatMessage.objects.create(order=order, user=agent, text="Stored first, delivered late")
+    second = models.ChatMessage.objects.create(order=order, user=agent, text="Stored second")
+    assert (first.seq, second.seq) == (1, 2)
+    group_send(chat.group_name(order.pk), chat.message_event(second, customer.pk))
+    expect(page.locator(".msg .msg-text")).to_have_text(
+        ["Stored first, delivered late", "Stored second"], timeout=WAIT_MS
+    )
+    context.close()
+
+
+def group_send(group, event):
+    """Send to the channel layer (the servers' Redis) from a thread of its
+    own: Playwright's sync API keeps an event loop running in this one."""
+
+    async def send():
+        layer = get_channel_layer()
+        try:
+            await layer.group_send(group, event)
+        finally:
+            await layer.close_pools()
+
+    done = []
+    thread = threading.Thread(target=lambda: done.append(asyncio.run(send())))
+    thread.start()
+    thread.join(WAIT_MS / 1000)
+    assert done == [None]
+
+
+def test_a_message_lost_with_the_connection_goes_back_into_the_box(daphne_server, browser):
+    customer = factories.UserFactory(email="jane_doe@example.com", first_name="Jane", last_name="Doe")
+    order = factories.OrderFactory(user=customer)
+    server = daphne_server()
+    context, page = open_chat(browser, server, "jane_doe@example.com", order)
+    expect(page.locator("#chat-empty")).to_be_visible(timeout=WAIT_MS)
+
+    server.process.send_signal(signal.SIGSTOP)  # the server hangs: the frame goes out, nothing comes back
+    page.fill("#chat-input", "Are you still there?")
+    page.press("#chat-input", "Enter")
+    expect(page.locator("#chat-input")).to_have_value("")
+    server.process.kill()  # ...then dies, before storing or echoing it
+    server.stop()
+    expect(page.locator("#chat-status")).not_to_have_text("Connected", timeout=WAIT_MS)
+    expect(page.locator("#chat-error")).to_contain_text("back in the box", timeout=WAIT_MS)
+    expect(page.locator("#chat-input")).to_have_value("Are you still there?")
+
+    restarted = servers.daphne(port=server.port)
+    try:
+        expect(page.locator("#chat-status")).to_have_text("Connected", timeout=30_000)
+        expect(page.locator("#chat-input")).to_have_value("Are you still there?")  # it was never stored
+        page.press("#chat-input", "Enter")
+        expect(page.locator(".msg .msg-text")).to_have_text(["Are you still there?"], timeout=WAIT_MS)
+        expect(page.locator("#chat-input")).to_have_value("")
+        assert models.ChatMessage.objects.filter(order=order).count() == 1
     finally:
         context.close()
         restarted.stop()
