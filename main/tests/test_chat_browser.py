@@ -5,7 +5,7 @@ import asyncio
 import signal
 import threading
 
-from channels.layers import get_channel_layer
+from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 from playwright.sync_api import expect
 
 from main import chat, factories, models
@@ -159,7 +159,7 @@ def group_send(group, event):
     own: Playwright's sync API keeps an event loop running in this one."""
 
     async def send():
-        layer = get_channel_layer()
+        layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)  # its own connections, on this loop
         try:
             await layer.group_send(group, event)
         finally:

@@ -28,10 +28,9 @@
 
   var orderId = root.dataset.orderId;
   var socket = null;
-  var lastId = 0; // highest message id shown: what read markers report
   var oldestId = null; // lowest message id shown: where "earlier" paging starts
   var shown = {}; // message id -> element, so nothing is shown twice
-  var haveSeq = {}; // message seq -> true for every message held
+  var haveSeq = {}; // message seq -> its id, for every message held
   var contiguous = null; // every seq up to this one is held: the resume point (null: none yet)
   var maxSeq = 0;
   var gapTimer = null;
@@ -98,7 +97,7 @@
   // A message bubble, placed in seq order whenever it arrives.
   function addMessage(m) {
     if (shown[m.id] || haveSeq[m.seq]) return;
-    haveSeq[m.seq] = true;
+    haveSeq[m.seq] = m.id;
     maxSeq = Math.max(maxSeq, m.seq);
     var item = el("div", "msg" + (m.mine ? " mine" : "") + (m.employee ? " employee" : ""));
     item.dataset.id = m.id;
@@ -123,7 +122,6 @@
       }
     }
     log.insertBefore(item, next);
-    lastId = Math.max(lastId, m.id);
     oldestId = oldestId === null ? m.id : Math.min(oldestId, m.id);
     empty.hidden = true;
     markSeen();
@@ -147,10 +145,12 @@
     return false;
   }
 
-  // Tell the others how far we have read, when we are actually looking.
+  // Tell the others how far we have read, when we are actually looking:
+  // up to the last message with none missing before it.
   function sendRead() {
-    if (document.visibilityState === "visible" && lastId > lastReadSent && sendJson({ type: "read", id: lastId })) {
-      lastReadSent = lastId;
+    var upTo = contiguous ? haveSeq[contiguous] : 0;
+    if (document.visibilityState === "visible" && upTo > lastReadSent && sendJson({ type: "read", id: upTo })) {
+      lastReadSent = upTo;
     }
   }
 
