@@ -497,3 +497,29 @@ def test_strikes_count_only_recent_refusals_in_a_row():
     assert strikes.refused()
     strikes.accepted()
     assert not strikes.refused()
+
+
+def test_migration_numbers_existing_messages_per_order_in_id_order(transactional_db):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    graph = executor.loader.graph
+    target = next(n for n in graph.nodes if n[0] == "main" and n[1].endswith("_chatmessage_seq"))
+    before = [p.key for p in graph.node_map[target].parents if p.key[0] == "main"]
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    User, Order, ChatMessage = (old.get_model("main", name) for name in ("User", "Order", "ChatMessage"))
+    user = User.objects.create(email="old@site.com", password="!")
+    a, b = (Order.objects.create(user=user) for _ in range(2))
+    for n in range(5):
+        ChatMessage.objects.create(order=a if n % 2 else b, user=user, text=f"m{n}")
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    for order, texts in ((b.pk, ["m0", "m2", "m4"]), (a.pk, ["m1", "m3"])):
+        rows = list(models.ChatMessage.objects.filter(order_id=order).order_by("id").values_list("seq", "text"))
+        assert rows == list(enumerate(texts, start=1))
+    # New messages go on from there.
+    assert models.ChatMessage.objects.create(order_id=a.pk, user_id=user.pk, text="new").seq == 3
