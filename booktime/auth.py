@@ -76,7 +76,10 @@ class TokenAuthMiddleware(BaseMiddleware):
         if key is None:
             return await self.with_session_user(scope, receive, send)
         user = await user_for_token(key)
-        scope = dict(scope, user=user, query_string=without_token(_query_bytes(scope)))
+        # auth_token: the key that let the user in (the chat closes its
+        # sockets when that token is revoked); never logged.
+        auth_token = key if user.is_authenticated else None
+        scope = dict(scope, user=user, auth_token=auth_token, query_string=without_token(_query_bytes(scope)))
         return await self.with_session(scope, receive, send)
 
 

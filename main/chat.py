@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC
 
 from asgiref.sync import async_to_sync
-from channels.auth import UserLazyObject
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db.models import Max
@@ -85,33 +84,10 @@ def token_group(key):
     return "chat-token-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
-def by_token(scope):
-    """Whether the socket was let in on a token rather than the session.
-    booktime.auth resolves a token to a plain user object in the scope; the
-    session path leaves Channels' UserLazyObject there."""
-    return not isinstance(scope.get("user"), UserLazyObject)
-
-
-def header_token(scope):
-    """The key of an `Authorization: Token <key>` header, or None (a
-    `?token=` key is taken out of the scope before the consumer sees it)."""
-    for name, value in scope.get("headers", ()):
-        if name == b"authorization":
-            scheme, _, key = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "token" and key.strip():
-                return key.strip()
-    return None
-
-
 @db
-def live_token(user, key=None):
-    """The user's token key while it is valid (and is `key`, when given),
-    else None. DRF gives a user one token, so without `key` it is the one
-    the socket was opened with."""
-    tokens = Token.objects.filter(user_id=user.pk, user__is_active=True)
-    if key is not None:
-        tokens = tokens.filter(key=key)
-    return tokens.values_list("key", flat=True).first()
+def live_token(user, key):
+    """`key` while it is still `user`'s valid token, else None."""
+    return Token.objects.filter(key=key, user_id=user.pk, user__is_active=True).values_list("key", flat=True).first()
 
 
 def close_token_sockets(key):

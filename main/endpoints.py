@@ -2,6 +2,9 @@
 description (drf-spectacular; the tracker, a Channels consumer, is added to
 it by hand in add_tracker_to_schema)."""
 
+import functools
+
+from django.db import transaction
 from drf_spectacular.authentication import BasicScheme
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
@@ -15,6 +18,7 @@ from rest_framework.response import Response
 
 from . import models
 from .api_auth import LoginAttemptThrottle
+from .chat import close_token_sockets
 
 MOBILE_API = "/mobile-api/"
 
@@ -97,12 +101,6 @@ obtain_auth_token = ObtainToken.as_view()
 def logout(request):
     """Revoke the caller's token (a lost phone is cut off); log in again for a
     new one. Chat sockets opened with it are closed (code 4401)."""
-    import functools
-
-    from django.db import transaction
-
-    from .chat import close_token_sockets
-
     tokens = Token.objects.filter(user=request.user)
     keys = list(tokens.values_list("key", flat=True))
     tokens.delete()
