@@ -6,6 +6,19 @@ import pytest
 from . import servers
 
 
+@pytest.fixture(autouse=True)
+def _no_presence_left_over():
+    """Each test starts with nobody present: an earlier test's heartbeats
+    would otherwise still show on the dashboard for up to 10 s."""
+    import redis
+    from django.conf import settings
+
+    prefix = settings.PRESENCE_KEY_PREFIX
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+    client.delete(f"{prefix}expiry", f"{prefix}info")
+    client.close()
+
+
 @pytest.fixture
 def daphne_server(transactional_db):
     """Start our app under a real daphne on loopback; stopped after the test.

@@ -2,7 +2,6 @@
 client (aiohttp), the test PostgreSQL and Redis."""
 
 import asyncio
-import importlib.util
 import time
 from decimal import Decimal
 
@@ -235,9 +234,6 @@ def test_no_token_or_password_in_the_server_log(app, standin, clean):
     assert token not in log and "0123456789abcdef" not in log and PASSWORD not in log
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("main.chat") is None, reason="the chat consumer (main/chat.py) is not in this tree"
-)
 def test_the_chat_socket_takes_the_token_from_the_query_string_or_a_header(app, clean):
     user = factories.UserFactory(email="phone@site.com")
     token = Token.objects.get(user=user).key
