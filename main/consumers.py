@@ -40,7 +40,10 @@ class Asgi2Compatible:
 
 
 TYPING_INTERVAL = 2.0  # seconds: at most one typing event per socket in this time
-GROUP_RENEW_SECONDS = 3600.0  # how often a socket renews its channel-layer group membership
+# A socket renews its channel-layer group memberships on a heartbeat at most
+# this often: clients heartbeat every 10 s, so memberships lost with Redis's
+# data (or expired) come back within one heartbeat.
+GROUP_RENEW_SECONDS = 5.0
 
 
 class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
@@ -187,10 +190,11 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
             if not self.presence_failed:
                 self.presence_failed = True
                 logger.exception("Presence update failed: order %s", self.member.order_id)
-        # Group memberships expire (CHANNEL_GROUP_EXPIRY); a live socket renews its own.
         if time.monotonic() - self.group_renewed > GROUP_RENEW_SECONDS:
             self.group_renewed = time.monotonic()
             await self.channel_layer.group_add(self.group, self.channel_name)
+            if self.token_group is not None:
+                await self.channel_layer.group_add(self.token_group, self.channel_name)
 
     async def on_typing(self, content):
         now = time.monotonic()

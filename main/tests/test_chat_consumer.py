@@ -7,7 +7,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
-from main import chat, factories, models
+from main import chat, consumers, factories, models
 from main.consumers import ChatConsumer
 from main.redis_pool import close_redis, get_redis
 
@@ -523,3 +523,32 @@ def test_migration_numbers_existing_messages_per_order_in_id_order(transactional
         assert rows == list(enumerate(texts, start=1))
     # New messages go on from there.
     assert models.ChatMessage.objects.create(order_id=a.pk, user_id=user.pk, text="new").seq == 3
+
+
+async def test_a_heartbeat_brings_back_a_group_membership_redis_lost(people, monkeypatch):
+    """Redis restarted without its data: the sockets' group memberships are
+    gone, so messages reach nobody until each socket's next heartbeat."""
+    customer, order, agent, _ = people
+    # Clients heartbeat every 10 s, so any renewal interval under that renews
+    # on every heartbeat; the test renews on every one rather than wait 5 s.
+    assert consumers.GROUP_RENEW_SECONDS < 10
+    monkeypatch.setattr(consumers, "GROUP_RENEW_SECONDS", 0.0)
+    c = await connected(customer, order.pk, v2=True)
+    a = await connected(agent, order.pk, v2=True)
+    while (await receive(c, "chat_join"))["username"] != "agent@booktime.domain":
+        pass
+    await receive(a, "chat_join")
+
+    await get_redis().flushdb()  # what a restart without persistence leaves
+    await a.send_json_to({"type": "message", "message": "lost in the void"})
+    assert await c.receive_nothing(timeout=0.5)
+
+    for s in (c, a):
+        await s.send_json_to({"type": "heartbeat"})
+    await a.send_json_to({"type": "message", "message": "back again"})
+    assert (await receive(c, "chat_message"))["message"] == "back again"
+    # What fan-out missed is stored: a resume brings it.
+    await c.send_json_to({"type": "resume", "after_seq": 0})
+    assert [(await receive(c, "chat_message"))["message"] for _ in range(2)] == ["lost in the void", "back again"]
+    await c.disconnect()
+    await a.disconnect()
