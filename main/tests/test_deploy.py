@@ -1,8 +1,10 @@
 """Production serving: the shipped nginx config in front of two daphne workers."""
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 import urllib.request
 
 import pytest
@@ -59,3 +61,25 @@ def test_nginx_spreads_requests_over_workers_and_no_log_shows_the_query_string(p
     assert "s3cret" not in access_log
     for worker in workers:  # daphne's own access log
         assert '"GET /login/"' in worker.log() and "s3cret" not in worker.log()
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "DJANGO_SETTINGS_MODULE")}
+    env.update(
+        DEBUG="0",
+        HTTPS="1",
+        SECRET_KEY="x" * 20 + "-production-like-secret-key-of-decent-length-1234567890",
+        ALLOWED_HOSTS="cs.booktime.example",
+        CSRF_TRUSTED_ORIGINS="https://cs.booktime.example",
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=servers.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
