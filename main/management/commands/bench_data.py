@@ -1,8 +1,11 @@
 """Data for the benchmark: one order per room, its customer and one agent,
 with API tokens, written to artifacts/bench-rooms.json as
-[[order_id, customer_token, agent_token], ...]."""
+[[order_id, customer_token, agent_token], ...]; and, for the REST rows, one
+user per `--orders` count with that many orders (two lines each), written to
+artifacts/bench-orders.json as {"<count>": token}."""
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
@@ -18,8 +21,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--rooms", type=int, default=500)
+        parser.add_argument("--orders", default="10,100,1000", help="orders per REST user, comma-separated")
 
-    def handle(self, *args, rooms, **options):
+    def handle(self, *args, rooms, orders, **options):
         from django.core.management import call_command
 
         call_command("migrate", "--noinput", verbosity=0)
@@ -47,3 +51,24 @@ class Command(BaseCommand):
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps(out))
         self.stdout.write(f"{rooms} rooms in {path}")
+        counts = [int(n) for n in orders.split(",") if n.strip()]
+        owners = {str(n): self.orders_user(n) for n in counts}
+        (path.parent / "bench-orders.json").write_text(json.dumps(owners))
+
+    def orders_user(self, count):
+        """A user with exactly `count` orders of two lines each; their token."""
+        user, _ = models.User.objects.get_or_create(email=f"bench-orders-{count}@example.com")
+        product, _ = models.Product.objects.get_or_create(
+            slug="bench-book", defaults={"name": "Bench Book", "price": Decimal("9.50")}
+        )
+        have = models.Order.objects.filter(user=user).count()
+        if have != count:
+            models.Order.objects.filter(user=user).delete()
+            new = models.Order.objects.bulk_create(
+                models.Order(user=user, billing_name="Bench", billing_address1="1 Loop", billing_city="Loopback")
+                for _ in range(count)
+            )
+            models.OrderLine.objects.bulk_create(
+                models.OrderLine(order=order, product=product) for order in new for _ in range(2)
+            )
+        return Token.objects.get_or_create(user=user)[0].key
