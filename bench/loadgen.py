@@ -4,6 +4,7 @@ counting latency, loss and duplicates exactly."""
 
 import asyncio
 import json
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -71,6 +72,9 @@ class Client:
         self.seen = set()
         self.expected = set()  # ids the peer sent
         self.on_message = None  # closed loop: called with each id from the peer
+        # Each client's beats are 10 s apart from a random start, so a crowd
+        # opened at once does not beat in lockstep.
+        self.first_beat = random.uniform(0, 10)
 
     async def open(self):
         self.ws = await connect(
@@ -81,6 +85,7 @@ class Client:
             self.beater = asyncio.create_task(self.beat())
 
     async def beat(self):
+        await asyncio.sleep(self.first_beat)
         while True:
             await self.ws.send(HEARTBEAT)
             await asyncio.sleep(10)

@@ -15,12 +15,18 @@ import asyncio
 import functools
 import json
 import os
+import re
+import resource
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from . import loadgen
+import psycopg
+import redis
+
+from . import loadgen, rows
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -28,6 +34,11 @@ from main.tests.servers import Server, free_port  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER_CPU, LOADGEN_CPU = 0, 1
+# The chat's per-socket rate limit (5 at once, then 1/s) is an abuse guard
+# for people typing; the bench's clients answer each message the moment it
+# arrives, far past it, and a v1 socket's refused frame is dropped silently
+# (a "lost" message). P runs with the limit out of the way.
+BENCH_LIMITS = {"CHAT_RATE_BURST": "1000000", "CHAT_RATE_PER_SECOND": "1000000"}
 
 
 def cpu_seconds(pid):
@@ -38,18 +49,62 @@ def cpu_seconds(pid):
 
 def pinned(cpu):
     def pin():
+        raise_file_limit()
         if hasattr(os, "sched_setaffinity") and os.cpu_count() > 1:
             os.sched_setaffinity(0, {cpu})
 
     return pin
 
 
+def raise_file_limit(wanted=65536):
+    """As many open files as the hard limit allows (up to `wanted`)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def rss_kb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def tcp_to(port, pid=None, state="01"):
+    """TCP connections (IPv4/6) to 127.0.0.1:`port` in `state` (01
+    established, 06 time-wait), of process `pid` only when given."""
+    inodes = None
+    if pid is not None:
+        inodes = set()
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            to_port = int(fields[2].rsplit(":", 1)[1], 16) == port and fields[3] == state
+            if to_port and (inodes is None or fields[9] in inodes):
+                count += 1
+    return count
+
+
 class Stack:
     """Redis, a bench database, and the three servers."""
 
-    def __init__(self, rooms):
+    def __init__(self, rooms, orders):
         self.procs = []
-        redis_port = free_port()
+        redis_port = self.redis_port = free_port()
         self.redis_url = f"redis://127.0.0.1:{redis_port}/0"
         self.start(
             ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
@@ -67,7 +122,15 @@ class Stack:
             REDIS_URL=self.redis_url,
             PYTHONUNBUFFERED="1",
         )
-        self.prepare_database(rooms)
+        self.redis = redis.Redis(port=redis_port)
+        self.prepare_database(rooms, orders)
+        self.courier_port = free_port()
+        self.start(
+            [sys.executable, "-m", "main.courier_standin", "--port", str(self.courier_port)],
+            self.courier_port,
+            "courier",
+        )
+        self.env.update(BENCH_LIMITS, COURIER_API_URL=f"http://127.0.0.1:{self.courier_port}/")
         serve = [sys.executable, "-m", "booktime.serve", "-b", "127.0.0.1", "-v", "0"]
         port = free_port()
         self.targets = {
@@ -86,6 +149,12 @@ class Stack:
             loadgen.Target("P", f"ws://127.0.0.1:{port}", "product", rooms=self.rooms),
             self.start(serve + ["-p", str(port), "booktime.asgi:application"], port, "P"),
         )
+        # B for the REST row: the same application plus a plain JsonResponse
+        # view (bench/urls.py), in a server of its own.
+        port = free_port()
+        env, self.env = self.env, dict(self.env, DJANGO_SETTINGS_MODULE="bench.settings")
+        self.plain = self.start(serve + ["-p", str(port), "booktime.asgi:application"], port, "plain")
+        self.env = env
 
     def start(self, args, port, name):
         server = Server(
@@ -98,23 +167,58 @@ class Stack:
         self.procs.append(server)
         return server
 
-    def prepare_database(self, rooms):
-        """Customers, an agent and one order per room, with API tokens."""
-        manage = [sys.executable, "manage.py"]
-        subprocess.run(
-            manage + ["bench_data", "--rooms", str(rooms)], cwd=ROOT, env=self.env, check=True, capture_output=True
-        )
+    def prepare_database(self, rooms, orders):
+        """Customers, an agent and one order per room, with API tokens; a
+        user per count in `orders` with that many orders."""
+        manage = [sys.executable, "manage.py", "bench_data", "--rooms", str(rooms)]
+        manage += ["--orders", ",".join(map(str, orders))]
+        subprocess.run(manage, cwd=ROOT, env=self.env, check=True, capture_output=True)
         self.rooms = json.loads((ROOT / "artifacts" / "bench-rooms.json").read_text())
+        self.orders = json.loads((ROOT / "artifacts" / "bench-orders.json").read_text())
 
-    def check_logs(self):
-        problems = []
+    def sql_transactions(self):
+        """Transactions committed or rolled back in the bench database so far
+        (each query is one: Django runs in autocommit). Read after the
+        servers' connections closed and reported (PostgreSQL's statistics
+        lag by up to a second)."""
+        time.sleep(1.2)
+        with psycopg.connect(self.database_url.replace("postgres://", "postgresql://"), autocommit=True) as conn:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            row = conn.execute(
+                "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+            ).fetchone()
+        return row[0]
+
+    def redis_commands(self):
+        """Commands Redis has run so far, and the scripts among them."""
+        stats = self.redis.info("commandstats")
+        total = sum(v["calls"] for k, v in stats.items() if k not in ("cmdstat_info",))
+        scripts = sum(stats.get(k, {}).get("calls", 0) for k in ("cmdstat_evalsha", "cmdstat_eval"))
+        return total, scripts
+
+    def check_logs(self, tolerate=None):
+        """Fail on problem lines logged since the last check (a line, or a
+        traceback with the line that announced it). Entries mentioning
+        `tolerate` are counted instead, per server name, and returned."""
+        problems, tolerated = [], {}
+        marks = self.__dict__.setdefault("log_marks", {})
         for server in self.procs:
-            for line in server.log().splitlines():
-                if "over capacity" in line or "Traceback" in line or " ERROR " in line:
-                    problems.append(f"{server.log_path.name}: {line}")
-        return problems
+            text = server.log()
+            new, marks[server] = text[marks.get(server, 0) :], len(text)
+            for entry in re.split(r"\n(?=\d{4}-\d\d-\d\d )", new):
+                if not any(s in entry for s in ("over capacity", "Traceback", " ERROR ")):
+                    continue
+                name = server.log_path.stem.removeprefix("bench-")
+                if tolerate and tolerate in entry:
+                    tolerated[name] = tolerated.get(name, 0) + 1
+                else:
+                    problems.append(f"{server.log_path.name}: {entry.splitlines()[0]}")
+        if problems:
+            raise SystemExit("FAIL server logs:\n" + "\n".join(problems[:20]))
+        return tolerated
 
     def stop(self):
+        self.redis.close()
         for server in reversed(self.procs):
             server.stop()
 
@@ -128,6 +232,133 @@ def measure(stack, name, scenario):
     if result.lost or result.duplicated or result.errors:
         raise SystemExit(f"FAIL {name}: lost={result.lost} duplicated={result.duplicated} errors={result.errors[:3]}")
     return result
+
+
+SQL_READ_OVERHEAD = 2  # the statistics read before a measurement counts in the one after it
+
+
+def idle_connections(stack, names, count, idle_seconds):
+    """Row 3: `count` sockets opened in a storm, then held idle."""
+    figures = {k: {} for k in ("failures", "rss", "cpu", "redis", "rate")}
+    for name in names:
+        target, server = stack.targets[name]
+        pid = server.process.pid
+        seen = {}
+
+        def probe(stage, pid=pid, seen=seen):
+            seen[stage] = (rss_kb(pid), cpu_seconds(pid), time.perf_counter(), tcp_to(stack.redis_port, pid))
+
+        result = asyncio.run(rows.hold(target, count, idle_seconds, probe))
+        opened = count - len(result.errors)
+        figures["failures"][name] = len(result.errors)
+        figures["rss"][name] = (seen["open"][0] - seen["before"][0]) / max(opened, 1)
+        figures["cpu"][name] = 100 * (seen["idle"][1] - seen["open"][1]) / (seen["idle"][2] - seen["open"][2])
+        figures["redis"][name] = seen["open"][3]
+        figures["rate"][name] = opened / result.elapsed if result.elapsed else 0.0
+        if result.errors:
+            print(f"# {name}: {len(result.errors)} of {count} sockets failed: {result.errors[:3]}")
+    row(f"3. idle {count} sockets: failures", figures["failures"], "sockets", "lower")
+    row(f"3. idle {count} sockets: RSS per connection", figures["rss"], "KB", "lower")
+    row(f"3. idle {count} sockets: idle CPU", figures["cpu"], "% core", "lower")
+    row(f"3. idle {count} sockets: Redis connections", figures["redis"], "conns", "lower")
+    row(f"3. idle {count} sockets: connect rate in the storm", figures["rate"], "conn/s", "higher")
+    return figures["failures"]
+
+
+def presence_cost(stack, present, unrelated, refreshes):
+    """Row 4, in a child process on Redis database 1 (nothing else uses it).
+    B is the chapter's `KEYS customer-service_*` and parse."""
+    env = dict(stack.env, REDIS_URL=f"redis://127.0.0.1:{stack.redis_port}/1")
+    args = [sys.executable, "-m", "bench.presence_cost", "--present", ",".join(map(str, present))]
+    args += ["--unrelated", ",".join(map(str, unrelated)), "--refreshes", str(refreshes)]
+    out = subprocess.run(args, cwd=ROOT, env=env, check=True, capture_output=True, text=True, timeout=600).stdout
+    for case in map(json.loads, out.splitlines()):
+        label = f"4. dashboard refresh, {case['present']} present, {case['unrelated']} unrelated keys"
+        row(f"{label}: Redis time (B: KEYS)", {"P": case["ours_redis_us"], "B": case["keys_redis_us"]}, "us", "lower")
+        row(f"{label}: wall time (B: KEYS)", {"P": case["ours_wall_ms"], "B": case["keys_wall_ms"]}, "ms", "lower")
+
+
+def heartbeat_cost(stack, sockets, rate, seconds):
+    """Row 5: heartbeats one P worker absorbs, and what each costs."""
+    target, server = stack.targets["P"]
+    pid = server.process.pid
+    seen = {}
+
+    def probe(stage):
+        seen[stage] = (cpu_seconds(pid), *stack.redis_commands(), stack.sql_transactions())
+
+    sent, elapsed = asyncio.run(rows.heartbeats(target, sockets, rate, seconds, probe))
+    cpu, commands, touches, sql = (a - b for a, b in zip(seen["after"], seen["before"], strict=True))
+    sql -= SQL_READ_OVERHEAD
+    if touches < sent:
+        print(f"# heartbeats: {sent} sent, {touches} reached Redis")
+    row(f"5. heartbeats absorbed, {rate}/s offered", {"P": touches / elapsed}, "beats/s", "higher")
+    row("5. server CPU per heartbeat", {"P": 1e6 * cpu / max(touches, 1)}, "us", "lower")
+    row("5. Redis commands per heartbeat", {"P": commands / max(touches, 1)}, "cmds", "lower")
+    row("5. SQL queries per heartbeat", {"P": sql / max(touches, 1)}, "queries", "lower (0)")
+
+
+def http_measure(stack, server, url, seconds, headers=None, concurrency=10, sql_before=None):
+    """A closed loop of GETs; with `sql_before` (the statistics read just
+    before), also the SQL statements per request, and `sql_after`."""
+    pid = server.process.pid
+    before_cpu = cpu_seconds(pid)
+    result = asyncio.run(rows.http_load(url, seconds, concurrency, headers))
+    result.cpu = cpu_seconds(pid) - before_cpu
+    if sql_before is not None:
+        result.sql_after = stack.sql_transactions()
+        requests = len(result.latencies) + 1  # and the warm-up request
+        result.queries = (result.sql_after - sql_before - SQL_READ_OVERHEAD) / requests
+    if result.errors:
+        raise SystemExit(f"FAIL {url}: {result.errors[:3]}")
+    return result
+
+
+def rest(stack, counts, seconds):
+    """Row 6: my-orders (P) against the plain view (B), same token auth."""
+    p_server = stack.targets["P"][1]
+    sql = stack.sql_transactions()
+    for count in counts:
+        headers = {"Authorization": f"Token {stack.orders[str(count)]}"}
+        p = http_measure(stack, p_server, p_server.url + "/mobile-api/my-orders/", seconds, headers, sql_before=sql)
+        url = stack.plain.url + "/bench/plain-orders/"
+        b = http_measure(stack, stack.plain, url, seconds, headers, sql_before=p.sql_after)
+        sql = b.sql_after
+        row(f"6. REST my-orders, {count} orders (B: plain view)", {"P": p.rate, "B": b.rate}, "req/s", "higher")
+        per_cpu = {"P": len(p.latencies) / p.cpu if p.cpu else 0.0, "B": len(b.latencies) / b.cpu if b.cpu else 0.0}
+        row(f"6. REST my-orders, {count} orders, per server CPU-s", per_cpu, "req/CPU-s", "higher")
+        # Counted as transactions: each statement is one (autocommit), and
+        # those Django runs on each new connection count too.
+        queries = {"P": p.queries, "B": b.queries}
+        row(f"6. REST my-orders, {count} orders: SQL statements/request", queries, "queries", "constant")
+
+
+def tracker(stack, seconds):
+    """Row 7: the tracker through P (B: the stand-in courier called directly)."""
+    p_server = stack.targets["P"][1]
+    order_id, token, _ = stack.rooms[0]
+    time_wait_before = tcp_to(stack.courier_port, state="06")
+    p = http_measure(
+        stack,
+        p_server,
+        f"{p_server.url}/mobile-api/my-orders/{order_id}/tracker/",
+        seconds,
+        {"Authorization": f"Token {token}"},
+    )
+    kept = tcp_to(stack.courier_port, p_server.process.pid)
+    closed = tcp_to(stack.courier_port, state="06") - time_wait_before
+    courier = next(s for s in stack.procs if s.port == stack.courier_port)
+    b = http_measure(stack, courier, f"http://127.0.0.1:{stack.courier_port}/track/{order_id}", seconds)
+    row("7. tracker (B: courier direct)", {"P": p.rate, "B": b.rate}, "req/s", "higher")
+    row(
+        "7. tracker p99 (B: courier direct)",
+        {"P": 1000 * p.percentile(0.99), "B": 1000 * b.percentile(0.99)},
+        "ms",
+        "lower",
+    )
+    print(f"# 7. P's connections to the courier after {len(p.latencies)} requests: {kept} open, {closed} closed")
+    if closed > 10:
+        raise SystemExit(f"FAIL tracker: {closed} courier connections closed, not reused")
 
 
 def row(label, figures, unit, better):
@@ -149,12 +380,25 @@ def main():
     quick = args.quick
     reps = args.reps or (1 if quick else 3)
     latency_cases = [(10, 50)] if quick else [(100, 200), (500, 200), (100, 500), (500, 500)]
-    seconds = 2 if quick else 30
-    ramp = [5, 20] if quick else [10, 25, 50, 100, 200, 400]
+    seconds = 1 if quick else 30
+    ramp = [5, 10] if quick else [10, 25, 50, 100, 200, 400]
+    idle_counts, idle_seconds = ([200], 1) if quick else ([2000, 10000], 20)
+    present, unrelated = ([1000], [0, 10000]) if quick else ([1000, 10000, 100000], [0, 100000])
+    order_counts = [10, 100] if quick else [10, 100, 1000]
+    http_seconds = 0.5 if quick else 10
     names = args.targets.split(",")
+    raise_file_limit()
+    started = time.monotonic()
 
-    stack = Stack(rooms=max(r for r, _ in latency_cases) if not quick else max(ramp + [10]))
+    def mark(what):
+        print(f"# {what} done at {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+
+    stack = Stack(
+        rooms=max(r for r, _ in latency_cases) if not quick else max(ramp + [10]),
+        orders=order_counts,
+    )
     try:
+        mark("servers up")
         print("| row | P | B | U | unit | P/B | P/U | better |")
         print("|---|---|---|---|---|---|---|---|")
         for rooms, rate in latency_cases:
@@ -183,9 +427,31 @@ def main():
         row("2. throughput, closed loop (p99 < 250 ms)", {n: best[n][0] for n in names}, "msg/s", "higher")
         row("2. throughput per server CPU-second", {n: best[n][1] for n in names}, "msg/CPU-s", "higher")
 
-        problems = stack.check_logs()
-        if problems:
-            raise SystemExit("FAIL server logs:\n" + "\n".join(problems[:20]))
+        stack.check_logs()
+        mark("rows 1-2")
+        for count in idle_counts:
+            failed = idle_connections(stack, names, count, idle_seconds)
+            # The storms overrun the Redis pools (redis-py raises rather than
+            # waits past max_connections): a figure of this row, not a stop.
+            errors = stack.check_logs(tolerate="MaxConnectionsError")
+            pool_errors = {n: errors.get(n, 0) for n in names}
+            row(f"3. idle {count} sockets: Redis pool errors in the storms", pool_errors, "errors", "lower (0)")
+            if errors:
+                print(f"# WARNING: Redis pool exhausted (MaxConnectionsError) in {errors}; see bench-*.log")
+            if failed.get("P"):
+                raise SystemExit(f"FAIL idle connections: {failed['P']} of P's {count} sockets failed")
+        mark("row 3")
+        presence_cost(stack, present, unrelated, refreshes=5 if quick else 20)
+        mark("row 4")
+        if "P" in names:
+            heartbeat_cost(stack, 20 if quick else 200, 400 if quick else 2000, 1 if quick else 10)
+            mark("row 5")
+            rest(stack, order_counts, http_seconds)
+            mark("row 6")
+            tracker(stack, http_seconds)
+            mark("row 7")
+
+        stack.check_logs()
     finally:
         stack.stop()
 

@@ -1,0 +1,115 @@
+"""Row 4: what one dashboard refresh costs Redis, main.presence's snapshot
+against the chapter's `KEYS customer-service_*` and parse, with N people
+present and U unrelated keys in the same database. Run by bench.run in a
+child process (Django set up on the bench's settings, REDIS_URL pointing at
+a database of the bench's own Redis that nothing else uses); prints one JSON
+object per case.
+
+    python -m bench.presence_cost --present 1000 --unrelated 0,10000
+"""
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+
+import django
+
+django.setup()
+
+import redis  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from main import presence  # noqa: E402
+from main.redis_pool import close_redis  # noqa: E402
+
+CHUNK = 5000
+
+
+def populate(client, present, unrelated):
+    client.flushdb()
+    expiry, info, _ = presence._keys()
+    now = time.time()
+    for start in range(0, unrelated, CHUNK):
+        pipe = client.pipeline(transaction=False)
+        for i in range(start, min(unrelated, start + CHUNK)):
+            pipe.set(f"bench:unrelated:{i}", "x")
+        pipe.execute()
+    for start in range(0, present, CHUNK):
+        pipe = client.pipeline(transaction=False)
+        members = {}
+        for i in range(start, min(present, start + CHUNK)):
+            order_id, email = i // 2, f"user{i}@example.com"
+            member = presence._member(order_id, email)
+            members[member] = now + 600  # present for the whole measurement
+            pipe.hset(info, member, f"{i % 2}:{now:.6f}")
+            pipe.set(f"customer-service_{order_id}_{email}", "1", ex=600)  # the chapter's key per person
+        pipe.zadd(expiry, members)
+        pipe.execute()
+
+
+def redis_usec(client, commands):
+    stats = client.info("commandstats")
+    return sum(stats.get(f"cmdstat_{c}", {}).get("usec", 0) for c in commands)
+
+
+def chapter_refresh(client):
+    """The chapter's dashboard: every presence key in the keyspace, parsed."""
+    by_order = {}
+    for key in client.keys("customer-service_*"):
+        _, order_id, email = key.decode().split("_", 2)
+        by_order.setdefault(order_id, []).append(email)
+    return by_order
+
+
+async def ours(refreshes):
+    walls = []
+    await presence.snapshot()  # loads the script
+    for _ in range(refreshes):
+        start = time.perf_counter()
+        await presence.snapshot()
+        walls.append(time.perf_counter() - start)
+    await close_redis()
+    return walls
+
+
+def measure(client, present, unrelated, refreshes):
+    populate(client, present, unrelated)
+    client.config_resetstat()
+    walls = asyncio.run(ours(refreshes))
+    ours_usec = redis_usec(client, ("evalsha", "eval")) / refreshes
+    chapter_refresh(client)
+    client.config_resetstat()
+    chapter_walls = []
+    for _ in range(refreshes):
+        start = time.perf_counter()
+        chapter_refresh(client)
+        chapter_walls.append(time.perf_counter() - start)
+    chapter_usec = redis_usec(client, ("keys",)) / refreshes
+    client.flushdb()
+    return {
+        "present": present,
+        "unrelated": unrelated,
+        "ours_redis_us": ours_usec,
+        "ours_wall_ms": 1000 * statistics.median(walls),
+        "keys_redis_us": chapter_usec,
+        "keys_wall_ms": 1000 * statistics.median(chapter_walls),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--present", default="1000")
+    parser.add_argument("--unrelated", default="0,10000")
+    parser.add_argument("--refreshes", type=int, default=10)
+    args = parser.parse_args()
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for present in map(int, args.present.split(",")):
+        for unrelated in map(int, args.unrelated.split(",")):
+            print(json.dumps(measure(client, present, unrelated, args.refreshes)), flush=True)
+    client.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Rows 3, 5, 6 and 7 of the bench: load patterns for idle sockets,
+heartbeats, the REST API and the tracker proxy. The harness (bench.run)
+measures the servers from outside around them."""
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from .loadgen import HEARTBEAT, Client, Result
+
+
+async def hold(target, count, idle_seconds, probe, heartbeat=True):
+    """Open `count` sockets at once (a storm), keep them idle with a heartbeat
+    every 10 s (first beats spread over 10 s), then close them. `probe(stage)`
+    is called before the storm, after it, and after the idle window."""
+    result = Result()
+    rooms = max(1, len(target.rooms)) if target.kind == "product" else count
+    clients = [Client(target, (i // 2) % rooms, i % 2, result, heartbeat) for i in range(count)]
+    gate = asyncio.Semaphore(100)
+    opened = []
+
+    async def open_one(client):
+        async with gate:
+            try:
+                await client.open()
+                opened.append(client)
+            except Exception as exc:
+                result.errors.append(f"{type(exc).__name__}: {exc}")
+
+    probe("before")
+    start = time.perf_counter()
+    await asyncio.gather(*(open_one(c) for c in clients))
+    result.elapsed = time.perf_counter() - start
+    await asyncio.sleep(0.5)  # join events and first group writes settle
+    probe("open")
+    await asyncio.sleep(idle_seconds)
+    probe("idle")
+    await asyncio.gather(*(c.close() for c in opened), return_exceptions=True)
+    await asyncio.sleep(1.0)  # the server's disconnects run after the close handshakes
+    return result
+
+
+async def heartbeats(target, sockets, rate, seconds, probe):
+    """`rate` heartbeats/s in total over `sockets` sockets, for `seconds`;
+    `probe(stage)` before and after. Answers (heartbeats sent, seconds)."""
+    result = Result()
+    clients = [Client(target, (i // 2) % len(target.rooms), i % 2, result, heartbeat=False) for i in range(sockets)]
+    await asyncio.gather(*(c.open() for c in clients))
+    await asyncio.sleep(0.5)
+    probe("before")
+    total = int(rate * seconds)
+    start = time.perf_counter()
+    for k in range(total):
+        delay = start + k / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await clients[k % len(clients)].ws.send(HEARTBEAT)
+    elapsed = time.perf_counter() - start
+    await asyncio.sleep(0.5)  # the last ones absorbed
+    probe("after")
+    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+    if result.errors:
+        raise SystemExit(f"FAIL heartbeats: {result.errors[:3]}")
+    return total, elapsed
+
+
+@dataclass
+class HttpResult:
+    latencies: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+    elapsed: float = 0.0
+    cpu: float = 0.0
+
+    def percentile(self, q):
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    @property
+    def rate(self):
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+
+async def http_load(url, seconds, concurrency=10, headers=None):
+    """Closed loop of GETs on `concurrency` keep-alive connections."""
+    result = HttpResult()
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=connector, headers=headers or {}) as session:
+        async with session.get(url) as response:  # warm: the connection pool and the server's first request
+            await response.read()
+        stop_at = time.perf_counter() + seconds
+
+        async def worker():
+            while time.perf_counter() < stop_at:
+                start = time.perf_counter()
+                try:
+                    async with session.get(url) as response:
+                        await response.read()
+                        if response.status != 200:
+                            result.errors.append(f"HTTP {response.status}")
+                            return
+                except aiohttp.ClientError as exc:
+                    result.errors.append(f"{type(exc).__name__}: {exc}")
+                    return
+                result.latencies.append(time.perf_counter() - start)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        result.elapsed = time.perf_counter() - start
+    return result
