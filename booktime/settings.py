@@ -123,6 +123,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Unset, both live in this process: fine for one process, wrong for several.
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -130,8 +133,17 @@ if REDIS_URL:
                 # redis-py 8 defaults socket_timeout to 5 s, which races the
                 # layer's 5 s blocking pop: no socket timeout on the layer's
                 # own connections, and a pool size we chose.
+                # One retry on a fresh connection: after a Redis restart the
+                # pooled ones are dead, and without it the first command on
+                # each fails (a handshake refused, a stored message's fan-out).
                 "hosts": [
-                    {"address": REDIS_URL, "socket_timeout": None, "socket_connect_timeout": 2, "max_connections": 50}
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": None,
+                        "socket_connect_timeout": 2,
+                        "max_connections": 50,
+                        "retry": Retry(NoBackoff(), 1),
+                    }
                 ],
                 "capacity": env.int("CHANNEL_CAPACITY", default=1000),
                 # Must outlive any socket's idle life (see README, "Scaling out").
