@@ -34,6 +34,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
 from django.conf import settings
+from redis.exceptions import ConnectionError
 
 from . import per_loop
 from .redis_pool import get_redis
@@ -163,15 +164,27 @@ def _script(name, source):
     return scripts[name]
 
 
+async def _run(name, source, keys, args=()):
+    """Run a script; once more if the connection fails. After a Redis restart
+    every pooled connection is dead and the client retries nothing, so the
+    first command on one fails: without this a heartbeat was lost and
+    presence came back only on the next one. (Both scripts can safely run
+    twice.)"""
+    try:
+        return await _script(name, source)(keys=keys, args=args)
+    except ConnectionError:
+        return await _script(name, source)(keys=keys, args=args)
+
+
 async def _redis_touch(order_id, email, is_employee):
     expiry, info, channel = _keys()
     args = [_member(order_id, email), PRESENCE_SECONDS, int(is_employee), channel, order_id]
-    await _script("touch", _TOUCH)(keys=[expiry, info], args=args)
+    await _run("touch", _TOUCH, [expiry, info], args)
 
 
 async def _redis_snapshot():
     expiry, info, _ = _keys()
-    now, rows, infos = await _script("list", _LIST)(keys=[expiry, info])
+    now, rows, infos = await _run("list", _LIST, [expiry, info])
     people = []
     for i, data in enumerate(infos):
         member, score = rows[2 * i], rows[2 * i + 1]
