@@ -180,7 +180,14 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
         event = await chat.store_message(self.member, text)  # stored first, then fanned out
         if ref is not None:
             event["ref"] = ref  # shown to the sender only (chat.for_client)
-        await self.channel_layer.group_send(self.group, event)
+        try:
+            await self.channel_layer.group_send(self.group, event)
+        except Exception:
+            # Stored, so accepted: an error event now would make the client
+            # send it again (a duplicate). The sender is told it is stored;
+            # the others get it on resume (their reconnect, or the seq gap).
+            logger.exception("Chat fan-out failed: order %s, message %s", self.member.order_id, event["id"])
+            await self.send_json(chat.for_client(event, self.v2, self.member))
 
     async def on_heartbeat(self, content):
         try:
