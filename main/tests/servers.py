@@ -97,3 +97,39 @@ def daphne(env_overrides=None, port=None):
     env.update(env_overrides or {})
     args = [sys.executable, "-m", "booktime.serve", "-b", "127.0.0.1", "-p", str(port), "booktime.asgi:application"]
     return Server(args, port, env=env)
+
+
+class RedisServer:
+    """A throwaway redis-server on a loopback port of its own, with no
+    persistence (`--save "" --appendonly no`): stop() loses all its data,
+    start() brings it back empty on the same port. Never the shared Redis."""
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.process = None
+        self.log_path = ROOT / "artifacts" / f"redis-{self.port}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.start()
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        assert self.process is None or self.process.poll() is not None, "already running"
+        args = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"]
+        args += ["--dir", "/tmp", "--logfile", str(self.log_path)]
+        self.process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, self.process)
+
+    def stop(self):
+        """Gone at once, as a crash would leave it (SIGKILL): no data kept."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def kill(server):
+    """SIGKILL a Server's process (a crashed worker); its log stays readable."""
+    server.process.kill()
+    server.process.wait(10)

@@ -1,0 +1,293 @@
+"""Faults, end to end on real daphne processes: Redis restarted mid-chat, a
+worker killed mid-chat, a client gone without a close. Each test starts its
+own throwaway Redis (a port of its own, no persistence; never the shared
+one) and its own server processes, and waits on events with deadlines."""
+
+import contextlib
+import json
+import socket
+import struct
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import redis as redis_client
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from main import factories, models
+
+from . import servers
+from .test_chat_e2e import open_chat, token
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    # Client keeps its socket across reconnects, outside a `with` block.
+    pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a context manager:DeprecationWarning"),
+]
+
+TIMEOUT = 5
+
+
+@pytest.fixture
+def people():
+    customer = factories.UserFactory(email="jane_doe@example.com", first_name="Jane", last_name="Doe")
+    order = factories.OrderFactory(user=customer)
+    agent = factories.EmployeeFactory(email="agent@booktime.domain", first_name="Adam", last_name="Ford")
+    return customer, order, agent
+
+
+@pytest.fixture
+def throwaway_redis():
+    started = []
+
+    def start():
+        server = servers.RedisServer()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+class Client:
+    """A v2 chat client that keeps what a real one keeps: every chat_message
+    it was sent (by seq, to catch duplicates) and the seq up to which it has
+    everything."""
+
+    def __init__(self, server, order_id, user):
+        self.order_id, self.user = order_id, user
+        self.seqs = []  # every chat_message seq received, in order, duplicates kept
+        self.answers = {}  # ref of a message it sent -> "stored" or the error code
+        self.ws = None
+        self.connect(server)
+
+    @property
+    def have_all_up_to(self):
+        seqs, n = set(self.seqs), 0
+        while n + 1 in seqs:
+            n += 1
+        return n
+
+    def connect(self, server, resume=False):
+        query = f"after_seq={self.have_all_up_to}" if resume else ""
+        self.ws = open_chat(server, self.order_id, token_query=token(self.user), v2=True, query=query)
+        self.until("resumed" if resume else "history")
+
+    def send(self, frame):
+        self.ws.send(json.dumps(frame))
+
+    def say(self, text):
+        self.send({"type": "message", "message": text, "ref": text})
+
+    def next(self, timeout=TIMEOUT):
+        event = json.loads(self.ws.recv(timeout=timeout))
+        if event["type"] == "chat_message":
+            self.seqs.append(event["seq"])
+        if event["type"] in ("chat_message", "error") and "ref" in event:
+            self.answers[event["ref"]] = "stored" if event["type"] == "chat_message" else event["code"]
+        return event
+
+    def until(self, kind, timeout=TIMEOUT, **match):
+        """The next event of type `kind` (with these keys), within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self.next(max(0.01, deadline - time.monotonic()))
+            if event["type"] == kind and all(event.get(k) == v for k, v in match.items()):
+                return event
+
+    def closed_code(self, timeout=TIMEOUT):
+        """Read until the server ends the socket; its close code (None: no close frame)."""
+        deadline = time.monotonic() + timeout
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                self.next(max(0.01, deadline - time.monotonic()))
+        return closed.value.rcvd.code if closed.value.rcvd else None
+
+    def quiet(self, seconds=1.0):
+        """Nothing more arrives (no chat_message twice) within `seconds`."""
+        with pytest.raises(TimeoutError):
+            while True:
+                assert self.next(seconds)["type"] != "chat_message"
+
+
+def stored_seqs(order):
+    return list(models.ChatMessage.objects.filter(order=order).order_by("seq").values_list("seq", flat=True))
+
+
+def present(server, agent):
+    """{order id: emails present}, from the dashboard's stream (one event);
+    None when the server answers 503 (presence unavailable)."""
+    request = urllib.request.Request(
+        f"{server.url}/customer-service/notify/?nopoll&format=v2", headers={"Authorization": f"Token {token(agent)}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            body = response.read()
+    except urllib.error.HTTPError as error:
+        if error.code == 503:
+            return None
+        raise
+    data = json.loads(body.removeprefix(b"data: "))
+    return {c["order_id"]: sorted(p["email"] for p in c["present"]) for c in data["chats"]}
+
+
+def wait_for(condition, timeout, step=0.05):
+    """Poll `condition` until it is true; how long that took."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, "not within the deadline"
+        time.sleep(step)
+    return time.monotonic() - started
+
+
+def test_redis_restart_mid_chat_closes_sockets_that_reconnect_and_resume(daphne_server, throwaway_redis, people):
+    customer, order, agent = people
+    redis = throwaway_redis()
+    server = daphne_server({"REDIS_URL": redis.url})
+    both = sorted([customer.email, agent.email])
+    c, a = Client(server, order.pk, customer), Client(server, order.pk, agent)
+    for client in (c, a):
+        client.send({"type": "heartbeat"})
+    c.say("before")
+    c.until("chat_message", ref="before")
+    a.until("chat_message", message="before")
+    wait_for(lambda: present(server, agent) == {order.pk: both}, TIMEOUT)
+
+    redis.stop()  # killed: every key (presence, group memberships, queues) is gone
+    lost = time.monotonic()
+    # A message sent as Redis goes: the server stores it and says so, refuses
+    # it with an error, or closes the socket first (then the client resumes
+    # to learn whether it was stored). Never a success for something unstored.
+    with contextlib.suppress(ConnectionClosed):
+        c.say("as Redis goes")
+    # Every chat socket is closed with 1011: its channel-layer connection is gone.
+    assert c.closed_code() == 1011
+    assert a.closed_code() == 1011
+    closed_after = time.monotonic() - lost
+    # While Redis is down: no new socket (the handshake fails, nothing is
+    # accepted that could not be delivered), and the dashboard answers 503.
+    with pytest.raises((InvalidHandshake, ConnectionClosed, OSError, TimeoutError)):
+        open_chat(server, order.pk, token_query=token(customer), v2=True).close()
+    assert present(server, agent) is None
+
+    redis.start()  # empty, on the same port
+    back = time.monotonic()
+    # The clients reconnect (with back-off) and resume from their seq.
+    for client in (c, a):
+        wait_for(lambda client=client: reconnected(client, server), 10, step=0.2)
+    reconnect_took = time.monotonic() - back
+    for client in (c, a):
+        client.send({"type": "heartbeat"})
+    presence_took = wait_for(lambda: present(server, agent) == {order.pk: both}, TIMEOUT)
+    c.say("after")
+    a.until("chat_message", message="after")
+    a.say("welcome back")
+    c.until("chat_message", message="welcome back")
+    a.until("chat_message", ref="welcome back")
+    for client in (c, a):
+        client.quiet(0.5)
+
+    stored = stored_seqs(order)
+    texts = list(models.ChatMessage.objects.filter(order=order).order_by("seq").values_list("text", flat=True))
+    assert texts[0] == "before" and texts[-2:] == ["after", "welcome back"]
+    # The message sent as Redis went: stored only if the server said so (or
+    # said nothing before the close, and then the resume brought it).
+    answer = c.answers.get("as Redis goes")
+    if answer == "stored":
+        assert "as Redis goes" in texts
+    elif answer is not None:
+        assert "as Redis goes" not in texts, f"stored, yet answered {answer}"
+    # Nothing stored was lost, nothing came twice.
+    assert sorted(c.seqs) == stored and sorted(a.seqs) == stored
+    assert len(set(c.seqs)) == len(c.seqs) and len(set(a.seqs)) == len(a.seqs)
+    print(
+        f"\nRedis restart: sockets closed 1011 in {closed_after:.3f}s, reconnected in {reconnect_took:.3f}s, "
+        f"presence back {presence_took:.3f}s after the heartbeat; stored {texts}; "
+        f"answer to the one sent as Redis went: {answer}"
+    )
+
+
+def reconnected(client, server):
+    try:
+        client.connect(server, resume=True)
+        return True
+    except (InvalidHandshake, ConnectionClosed, OSError, TimeoutError):
+        return False
+
+
+def test_a_killed_worker_s_client_resumes_on_another_with_no_loss_or_duplicate(daphne_server, throwaway_redis, people):
+    customer, order, agent = people
+    redis = throwaway_redis()
+    one, two = daphne_server({"REDIS_URL": redis.url}), daphne_server({"REDIS_URL": redis.url})
+    c, a = Client(one, order.pk, customer), Client(two, order.pk, agent)
+    c.say("hello from worker one")
+    c.until("chat_message", ref="hello from worker one")
+    a.until("chat_message", message="hello from worker one")
+    a.say("hello from worker two")
+    a.until("chat_message", ref="hello from worker two")
+    c.until("chat_message", message="hello from worker two")
+
+    servers.kill(one)  # SIGKILL: no close frame, no chat_leave, nothing tidied
+    killed = time.monotonic()
+    assert c.closed_code() is None  # the connection just drops (1006)
+    noticed = time.monotonic() - killed
+    for n in range(3):  # the agent, on the live worker, goes on
+        a.say(f"while you were away {n}")
+        a.until("chat_message", ref=f"while you were away {n}")
+    had = list(c.seqs)
+
+    c.connect(two, resume=True)  # the client reconnects (to the other worker) from its seq
+    resumed = c.seqs[len(had) :]
+    a.say("after the return")
+    c.until("chat_message", message="after the return")
+    c.say("thanks")
+    a.until("chat_message", message="thanks")
+    c.until("chat_message", ref="thanks")
+    for client in (c, a):
+        client.quiet(0.5)
+
+    stored = stored_seqs(order)
+    assert len(stored) == 7
+    assert resumed == stored[2:5]  # exactly what it missed, in order
+    assert c.seqs == stored and a.seqs == stored  # nothing lost, nothing twice
+    print(f"\nWorker killed: client noticed in {noticed:.3f}s, resumed seqs {resumed} on the other worker")
+
+
+def test_a_client_gone_without_a_close_leaves_after_10_s_and_nothing_stays(daphne_server, throwaway_redis, people):
+    customer, order, agent = people
+    redis = throwaway_redis()
+    server = daphne_server({"REDIS_URL": redis.url})
+    layer = redis_client.Redis.from_url(redis.url, socket_timeout=2)
+    group_key = f"asgi:group:customer-service_{order.pk}"
+    c, a = Client(server, order.pk, customer), Client(server, order.pk, agent)
+    assert layer.zcard(group_key) == 2
+    beat = time.monotonic()  # the customer's last heartbeat
+    c.send({"type": "heartbeat"})
+    wait_for(lambda: customer.email in present(server, agent).get(order.pk, []), TIMEOUT)
+
+    # The network drops the client: a TCP reset, no WebSocket close frame.
+    raw = c.ws.socket
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    raw.close()
+
+    # The server notices: the consumer ends, its group membership is gone and
+    # the other party is told.
+    left = a.until("chat_leave", username="Jane Doe")
+    assert left["mine"] is False
+    wait_for(lambda: layer.zcard(group_key) == 1, TIMEOUT)
+    wait_for(lambda: f"Chat closed: user {customer.pk}, order {order.pk}" in server.log(), TIMEOUT)
+    consumer_gone = time.monotonic() - beat
+
+    # Presence is the heartbeat's 10 s, whatever the socket does: still there...
+    assert customer.email in present(server, agent)[order.pk]
+    # ...and gone 10 s after the last heartbeat.
+    wait_for(lambda: customer.email not in present(server, agent).get(order.pk, []), 12, step=0.1)
+    presence_ended = time.monotonic() - beat
+    assert 9.8 <= presence_ended <= 11.5
+    layer.close()
+    print(
+        f"\nClient vanished: consumer gone in {consumer_gone:.3f}s, "
+        f"presence ended {presence_ended:.2f}s after its heartbeat"
+    )
