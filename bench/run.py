@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 import redis
 
 from . import loadgen, rows
@@ -170,11 +171,20 @@ class Stack:
     def prepare_database(self, rooms, orders):
         """Customers, an agent and one order per room, with API tokens; a
         user per count in `orders` with that many orders."""
+        self.create_database()
         manage = [sys.executable, "manage.py", "bench_data", "--rooms", str(rooms)]
         manage += ["--orders", ",".join(map(str, orders))]
         subprocess.run(manage, cwd=ROOT, env=self.env, check=True, capture_output=True)
         self.rooms = json.loads((ROOT / "artifacts" / "bench-rooms.json").read_text())
         self.orders = json.loads((ROOT / "artifacts" / "bench-orders.json").read_text())
+
+    def create_database(self):
+        """The bench database, created on first use (a fresh clone's run)."""
+        url = self.database_url.replace("postgres://", "postgresql://")
+        name = url.rsplit("/", 1)[1].split("?")[0]
+        with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
+                conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
 
     def sql_transactions(self):
         """Transactions committed or rolled back in the bench database so far
