@@ -39,6 +39,7 @@ SERVER_CPU, LOADGEN_CPU = 0, 1
 # for people typing; the bench's clients answer each message the moment it
 # arrives, far past it, and a v1 socket's refused frame is dropped silently
 # (a "lost" message). P runs with the limit out of the way.
+SQL_SETTLE = 0.5  # seconds for the servers' last connections to close and report
 BENCH_LIMITS = {"CHAT_RATE_BURST": "1000000", "CHAT_RATE_PER_SECOND": "1000000"}
 
 
@@ -186,18 +187,18 @@ class Stack:
             if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
                 conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
 
-    def sql_transactions(self):
-        """Transactions committed or rolled back in the bench database so far
-        (each query is one: Django runs in autocommit). Read after the
-        servers' connections closed and reported (PostgreSQL's statistics
-        lag by up to a second)."""
-        time.sleep(1.2)
+    def sql_stats(self):
+        """(transactions, sessions) of the bench database so far: each query
+        is a transaction (Django runs in autocommit), each new connection a
+        session. Read once the servers' connections have closed, which is
+        when PostgreSQL counts them."""
+        time.sleep(SQL_SETTLE)
         with psycopg.connect(self.database_url.replace("postgres://", "postgresql://"), autocommit=True) as conn:
             conn.execute("SELECT pg_stat_clear_snapshot()")
             row = conn.execute(
-                "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+                "SELECT xact_commit + xact_rollback, sessions FROM pg_stat_database WHERE datname = current_database()"
             ).fetchone()
-        return row[0]
+        return row
 
     def redis_commands(self):
         """Commands Redis has run so far, and the scripts among them."""
@@ -244,7 +245,9 @@ def measure(stack, name, scenario):
     return result
 
 
-SQL_READ_OVERHEAD = 2  # the statistics read before a measurement counts in the one after it
+# The statistics read before a measurement counts in the one after it: two
+# statements on one connection.
+SQL_READ_OVERHEAD = (2, 1)
 
 
 def idle_connections(stack, names, count, idle_seconds):
@@ -295,11 +298,11 @@ def heartbeat_cost(stack, sockets, rate, seconds):
     seen = {}
 
     def probe(stage):
-        seen[stage] = (cpu_seconds(pid), *stack.redis_commands(), stack.sql_transactions())
+        seen[stage] = (cpu_seconds(pid), *stack.redis_commands(), stack.sql_stats()[0])
 
     sent, elapsed = asyncio.run(rows.heartbeats(target, sockets, rate, seconds, probe))
     cpu, commands, touches, sql = (a - b for a, b in zip(seen["after"], seen["before"], strict=True))
-    sql -= SQL_READ_OVERHEAD
+    sql -= SQL_READ_OVERHEAD[0]
     if touches < sent:
         print(f"# heartbeats: {sent} sent, {touches} reached Redis")
     row(f"5. heartbeats absorbed, {rate}/s offered", {"P": touches / elapsed}, "beats/s", "higher")
@@ -316,9 +319,12 @@ def http_measure(stack, server, url, seconds, headers=None, concurrency=10, sql_
     result = asyncio.run(rows.http_load(url, seconds, concurrency, headers))
     result.cpu = cpu_seconds(pid) - before_cpu
     if sql_before is not None:
-        result.sql_after = stack.sql_transactions()
+        result.sql_after = stack.sql_stats()
         requests = len(result.latencies) + 1  # and the warm-up request
-        result.queries = (result.sql_after - sql_before - SQL_READ_OVERHEAD) / requests
+        result.queries, result.connections = (
+            (after - before - overhead) / requests
+            for after, before, overhead in zip(result.sql_after, sql_before, SQL_READ_OVERHEAD, strict=True)
+        )
     if result.errors:
         raise SystemExit(f"FAIL {url}: {result.errors[:3]}")
     return result
@@ -327,7 +333,7 @@ def http_measure(stack, server, url, seconds, headers=None, concurrency=10, sql_
 def rest(stack, counts, seconds):
     """Row 6: my-orders (P) against the plain view (B), same token auth."""
     p_server = stack.targets["P"][1]
-    sql = stack.sql_transactions()
+    sql = stack.sql_stats()
     for count in counts:
         headers = {"Authorization": f"Token {stack.orders[str(count)]}"}
         p = http_measure(stack, p_server, p_server.url + "/mobile-api/my-orders/", seconds, headers, sql_before=sql)
@@ -341,6 +347,8 @@ def rest(stack, counts, seconds):
         # those Django runs on each new connection count too.
         queries = {"P": p.queries, "B": b.queries}
         row(f"6. REST my-orders, {count} orders: SQL statements/request", queries, "queries", "constant")
+        connections = {"P": p.connections, "B": b.connections}
+        row(f"6. REST my-orders, {count} orders: DB connections opened/request", connections, "conns", "lower")
 
 
 def tracker(stack, seconds):
@@ -348,13 +356,8 @@ def tracker(stack, seconds):
     p_server = stack.targets["P"][1]
     order_id, token, _ = stack.rooms[0]
     time_wait_before = tcp_to(stack.courier_port, state="06")
-    p = http_measure(
-        stack,
-        p_server,
-        f"{p_server.url}/mobile-api/my-orders/{order_id}/tracker/",
-        seconds,
-        {"Authorization": f"Token {token}"},
-    )
+    url = f"{p_server.url}/mobile-api/my-orders/{order_id}/tracker/"
+    p = http_measure(stack, p_server, url, seconds, {"Authorization": f"Token {token}"}, sql_before=stack.sql_stats())
     kept = tcp_to(stack.courier_port, p_server.process.pid)
     closed = tcp_to(stack.courier_port, state="06") - time_wait_before
     courier = next(s for s in stack.procs if s.port == stack.courier_port)
@@ -366,6 +369,8 @@ def tracker(stack, seconds):
         "ms",
         "lower",
     )
+    row("7. tracker: SQL statements/request", {"P": p.queries}, "queries", "lower")
+    row("7. tracker: DB connections opened/request", {"P": p.connections}, "conns", "lower")
     print(f"# 7. P's connections to the courier after {len(p.latencies)} requests: {kept} open, {closed} closed")
     if closed > 10:
         raise SystemExit(f"FAIL tracker: {closed} courier connections closed, not reused")
