@@ -1,5 +1,5 @@
 """Faults, end to end on real daphne processes: Redis restarted mid-chat, a
-worker killed mid-chat, a client gone without a close. Each test starts its
+worker killed mid-chat, a client gone without a close, a hanging courier. Each test starts its
 own throwaway Redis (a port of its own, no persistence; never the shared
 one) and its own server processes, and waits on events with deadlines."""
 
@@ -10,6 +10,7 @@ import struct
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis as redis_client
@@ -17,7 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from main import factories, models
 
-from . import servers
+from . import mobile_servers, servers
 from .test_chat_e2e import open_chat, token
 
 pytestmark = [
@@ -290,4 +291,52 @@ def test_a_client_gone_without_a_close_leaves_after_10_s_and_nothing_stays(daphn
     print(
         f"\nClient vanished: consumer gone in {consumer_gone:.3f}s, "
         f"presence ended {presence_ended:.2f}s after its heartbeat"
+    )
+
+
+def test_a_hanging_courier_does_not_slow_the_chat(daphne_server, throwaway_redis, people):
+    customer, order, agent = people
+    courier_timeout = 4.0
+    standin = mobile_servers.start_standin()
+    try:
+        mobile_servers.configure(standin, mode="hang")  # accepts, never answers
+        redis = throwaway_redis()
+        server = daphne_server(
+            {
+                "REDIS_URL": redis.url,
+                "COURIER_API_URL": f"{standin.url}/",
+                "COURIER_API_TIMEOUT": str(courier_timeout),
+            }
+        )
+        c, a = Client(server, order.pk, customer), Client(server, order.pk, agent)
+        url = f"{server.url}/mobile-api/my-orders/{order.pk}/tracker/"
+        headers = mobile_servers.token_header(token(customer))
+        with ThreadPoolExecutor(20) as pool:
+            started = time.monotonic()
+            trackers = [pool.submit(mobile_servers.fetch, "GET", url, headers=headers) for _ in range(20)]
+            # Once the courier holds all 20, chat.
+            waited = mobile_servers.fetch("GET", f"{standin.url}/control/wait?order_id={order.pk}&hits=20&timeout=5")
+            assert waited.status == 200
+            trips = []
+            for n in range(10):  # 5 messages each way: within the rate limit's burst
+                sender, receiver = (c, a) if n % 2 == 0 else (a, c)
+                sent = time.monotonic()
+                sender.say(f"round trip {n}")
+                receiver.until("chat_message", message=f"round trip {n}")
+                trips.append(time.monotonic() - sent)
+                sender.until("chat_message", ref=f"round trip {n}")
+            chatted = time.monotonic() - started
+            answers = [f.result() for f in trackers]
+        assert chatted < courier_timeout  # every round trip while the 20 hung
+        assert max(trips) < 0.5, trips
+        assert [answer.status for answer in answers] == [504] * 20
+        assert max(answer.elapsed for answer in answers) < courier_timeout + 1.5
+        assert mobile_servers.hits(standin, order.pk) >= 20
+    finally:
+        servers.kill(standin)  # its hanging handlers would hold up a graceful stop
+        standin.stop()
+    print(
+        f"\nCourier hanging: 20 trackers held, 10 chat round trips in {chatted:.3f}s "
+        f"(slowest {max(trips) * 1000:.1f} ms); trackers answered 504 in at most "
+        f"{max(answer.elapsed for answer in answers):.2f}s"
     )
