@@ -111,3 +111,49 @@ async def http_load(url, seconds, concurrency=10, headers=None):
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         result.elapsed = time.perf_counter() - start
     return result
+
+
+SHOWN_WITHIN = 10.0  # seconds for every dashboard to show an arrival
+
+
+async def dashboards(url, headers, count, arrivals, arrive, probe):
+    """`count` dashboards (event streams) open; `arrive(n)` makes someone new
+    present `arrivals` times, each once every live dashboard showed the last.
+    `probe(stage)` before the first arrival and after the last was shown.
+    Answers how many streams ended early (the server gave up on them)."""
+    seen = [0] * count
+    changed = asyncio.Event()
+
+    async def follow(session, k):
+        try:
+            async with session.get(url) as response:
+                if response.status != 200:
+                    raise RuntimeError(f"dashboard stream: HTTP {response.status}")
+                async for line in response.content:
+                    if line.startswith(b"data: "):
+                        seen[k] += 1
+                        changed.set()
+        finally:
+            changed.set()
+
+    async def shown(wanted):
+        async with asyncio.timeout(SHOWN_WITHIN):
+            while any(seen[k] < wanted and not readers[k].done() for k in range(count)):
+                changed.clear()
+                await changed.wait()
+
+    timeout_all = aiohttp.ClientTimeout(total=None, sock_read=None)
+    async with aiohttp.ClientSession(headers=headers, timeout=timeout_all) as session:
+        readers = [asyncio.create_task(follow(session, k)) for k in range(count)]
+        try:
+            await shown(1)  # every stream's first event
+            probe("before")
+            for n in range(arrivals):
+                arrive(n)
+                await shown(n + 2)
+            probe("after")
+            return sum(1 for reader in readers if reader.done())
+        finally:
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)

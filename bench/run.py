@@ -291,6 +291,42 @@ def presence_cost(stack, present, unrelated, refreshes):
         row(f"{label}: wall time (B: KEYS)", {"P": case["ours_wall_ms"], "B": case["keys_wall_ms"]}, "ms", "lower")
 
 
+def open_dashboards(stack, counts, arrivals):
+    """Row 4, dashboards: what one arrival costs with K dashboards open on P
+    (Redis presence reads, SQL statements). Target: reads not growing with K."""
+    target, server = stack.targets["P"]
+    prefix = "booktime:presence:"  # the shipped PRESENCE_KEY_PREFIX
+    url = f"{server.url}/customer-service/notify/?format=v2"
+    headers = {"Authorization": f"Token {stack.rooms[0][2]}"}  # the bench agent, an employee
+
+    def arrive(n):
+        member = json.dumps([stack.rooms[n % len(stack.rooms)][0], f"arrival-{n}@example.com"], separators=(",", ":"))
+        now = time.time()
+        stack.redis.zadd(f"{prefix}expiry", {member: now + 60})
+        stack.redis.hset(f"{prefix}info", member, f"0:{now:.6f}")
+        stack.redis.publish(f"{prefix}changes", str(n))
+
+    for count in counts:
+        seen = {}
+
+        def probe(stage, seen=seen):
+            seen[stage] = (stack.redis_commands()[1], stack.sql_stats()[0])
+
+        stack.redis.delete(f"{prefix}expiry", f"{prefix}info")
+        dropped = asyncio.run(rows.dashboards(url, headers, count, arrivals, arrive, probe))
+        stack.redis.delete(f"{prefix}expiry", f"{prefix}info")
+        # Like the storms, a stream the server ends for an exhausted Redis
+        # pool is a figure, not a stop; any other problem in the log stops.
+        pool_errors = stack.check_logs(tolerate="MaxConnectionsError").get("P", 0)
+        row(f"4. one arrival, {count} dashboards open: streams dropped", {"P": dropped}, "streams", "lower (0)")
+        if dropped or pool_errors:
+            print(f"# WARNING: {dropped} of {count} dashboards dropped, {pool_errors} Redis pool errors in P's log")
+        reads = (seen["after"][0] - seen["before"][0]) / arrivals
+        sql = (seen["after"][1] - seen["before"][1] - SQL_READ_OVERHEAD[0]) / arrivals
+        row(f"4. one arrival, {count} dashboards open: Redis presence reads", {"P": reads}, "reads", "flat in K")
+        row(f"4. one arrival, {count} dashboards open: SQL statements", {"P": sql}, "queries", "flat in K")
+
+
 def heartbeat_cost(stack, sockets, rate, seconds):
     """Row 5: heartbeats one P worker absorbs, and what each costs."""
     target, server = stack.targets["P"]
@@ -457,6 +493,8 @@ def main():
                 raise SystemExit(f"FAIL idle connections: {failed['P']} of P's {count} sockets failed")
         mark("row 3")
         presence_cost(stack, present, unrelated, refreshes=5 if quick else 20)
+        if "P" in names:
+            open_dashboards(stack, [1, 10] if quick else [1, 10, 50], arrivals=3 if quick else 20)
         mark("row 4")
         if "P" in names:
             heartbeat_cost(stack, 20 if quick else 200, 400 if quick else 2000, 1 if quick else 10)
