@@ -1,13 +1,34 @@
 """The benchmark: our shipped configuration (P) against the Channels
 tutorial's chat (B) and a plain `websockets` relay (U), side by side.
 
-    .venv/bin/python -m bench.run            # full run, several minutes
-    .venv/bin/python -m bench.run --quick    # a few seconds: the instrument works
+    .venv/bin/python -m bench.run            # full run, many minutes
+    .venv/bin/python -m bench.run --quick    # under a minute: the instrument works
 
-Loopback only. It starts its own Redis (on a free port) and the three
-servers, pins them to CPU 0 and itself to CPU 1, interleaves the targets in
-each repetition and reports medians. Any lost or duplicated message, any
-connection error or any over-capacity line in a server log fails the run.
+Loopback only. It starts its own Redis (on a free port), the courier
+stand-in and the servers (P, B, U, and a server with a plain JsonResponse
+orders view for the REST row), pins them to CPU 0 and itself to CPU 1,
+raises the open-file limit for both, interleaves the targets in each
+repetition and reports medians. Rows:
+
+1. chat latency (open loop); 2. chat throughput (closed loop, ramped);
+3. idle sockets held after a connect storm (failures, RSS per connection
+   from VmRSS, idle CPU, Redis connections per server, connect rate);
+4. dashboard refresh cost in Redis (main.presence against the chapter's
+   `KEYS customer-service_*`, in B's column) with unrelated keys around,
+   and what one arrival costs with several dashboards open;
+5. heartbeats one P worker absorbs, with its CPU, Redis commands (INFO
+   commandstats, counting those inside scripts) and SQL per heartbeat;
+6. REST my-orders against the plain view (B's column), same token auth;
+7. the tracker against the courier stand-in called directly (B's column).
+
+SQL is counted from PostgreSQL's own statistics for the bench database
+(transactions: one per statement in autocommit; sessions: new connections).
+
+Any lost or duplicated message, any connection error of P's or any
+over-capacity line or traceback in a server log fails the run, except
+Redis pool exhaustion (MaxConnectionsError), which rows 3 and 4 report as a
+figure with a WARNING line. P runs with the chat's per-socket rate limit
+raised (BENCH_LIMITS): the closed loop answers far faster than a person.
 """
 
 import argparse
