@@ -38,7 +38,7 @@ async def hold(target, count, idle_seconds, probe, heartbeat=True):
     await asyncio.sleep(idle_seconds)
     probe("idle")
     await asyncio.gather(*(c.close() for c in opened), return_exceptions=True)
-    await asyncio.sleep(1.0)  # the server's disconnects run after the close handshakes
+    await asyncio.sleep(0.5)  # the server's disconnects run after the close handshakes
     return result
 
 

@@ -453,7 +453,7 @@ def main():
     reps = args.reps or (1 if quick else 3)
     latency_cases = [(10, 50)] if quick else [(100, 200), (500, 200), (100, 500), (500, 500)]
     seconds = 1 if quick else 30
-    ramp = [5, 10] if quick else [10, 25, 50, 100, 200, 400]
+    ramp = [10] if quick else [10, 25, 50, 100, 200, 400]
     idle_counts, idle_seconds = ([200], 1) if quick else ([2000, 10000], 20)
     present, unrelated = ([1000], [0, 10000]) if quick else ([1000, 10000, 100000], [0, 100000])
     order_counts = [10, 100] if quick else [10, 100, 1000]
