@@ -9,17 +9,21 @@ from . import per_loop
 
 # Every call fails fast rather than hang a consumer when Redis is unreachable.
 SOCKET_TIMEOUT = 2.0
-MAX_CONNECTIONS = 10
+# At most this many connections; a caller past it waits for a free one (up
+# to SOCKET_TIMEOUT) rather than fail, as redis-py's plain pool would.
+MAX_CONNECTIONS = 20
 
 
 def _client():
-    return redis.Redis.from_url(
+    pool = redis.BlockingConnectionPool.from_url(
         settings.REDIS_URL,
+        max_connections=MAX_CONNECTIONS,
+        timeout=SOCKET_TIMEOUT,
         socket_timeout=SOCKET_TIMEOUT,
         socket_connect_timeout=SOCKET_TIMEOUT,
-        max_connections=MAX_CONNECTIONS,
         health_check_interval=30,
     )
+    return redis.Redis.from_pool(pool)  # the client owns the pool: closing it closes the pool
 
 
 async def _close(client):

@@ -225,3 +225,11 @@ async def test_the_subscription_comes_back_after_its_connection_is_killed(settin
             assert ours not in await pubsub_ids()
     finally:
         await admin.aclose()
+
+
+async def test_a_burst_of_heartbeats_waits_for_a_pool_connection(prefix, close_pool):
+    """Many sockets heartbeating at the same moment share the process's few
+    Redis connections: callers past the pool's size wait, none fail."""
+    burst = redis_pool.MAX_CONNECTIONS * 10
+    await asyncio.gather(*(presence.touch(7, f"user{n}@site.com", False) for n in range(burst)))
+    assert len((await presence.snapshot()).people) == burst
