@@ -128,7 +128,8 @@ if REDIS_URL:
 
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels_redis, with a pool that waits rather than fails when busy.
+            "BACKEND": "booktime.channel_layer.WaitingRedisChannelLayer",
             "CONFIG": {
                 # redis-py 8 defaults socket_timeout to 5 s, which races the
                 # layer's 5 s blocking pop: no socket timeout on the layer's

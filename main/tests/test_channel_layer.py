@@ -1,0 +1,20 @@
+"""The shipped channel layer under a burst: more concurrent commands than
+its pool has connections wait for one, none fail."""
+
+import asyncio
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+
+async def test_a_burst_larger_than_the_pool_waits_instead_of_failing():
+    layer = get_channel_layer()
+    pool_size = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["max_connections"]
+    channels = [await layer.new_channel() for _ in range(pool_size * 4)]
+    try:
+        await asyncio.gather(*(layer.group_add("burst-test", name) for name in channels))
+        await layer.group_send("burst-test", {"type": "chat.message", "text": "to all"})
+        received = await asyncio.gather(*(layer.receive(name) for name in channels[:3]))
+        assert all(message["text"] == "to all" for message in received)
+    finally:
+        await asyncio.gather(*(layer.group_discard("burst-test", name) for name in channels))
