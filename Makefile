@@ -3,7 +3,7 @@
 #   make test   set up and run the test suite (PostgreSQL and Redis)
 PY := .venv/bin/python
 
-.PHONY: demo test lint
+.PHONY: demo test lint bench
 
 COURIER_PORT ?= 8001
 
@@ -27,3 +27,9 @@ test:
 lint:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+
+# The benchmark (README, "Benchmarks"): `make bench`, or `make bench BENCH_ARGS=--quick`.
+bench:
+	scripts/install --dev
+	scripts/ensure-services
+	.venv/bin/python -m bench.run $(BENCH_ARGS)
