@@ -1,5 +1,6 @@
 """Faults, end to end on real daphne processes: Redis restarted mid-chat, a
-worker killed mid-chat, a client gone without a close, a hanging courier. Each test starts its
+worker killed mid-chat, a client gone without a close, a hanging courier, a
+slow reader. Each test starts its
 own throwaway Redis (a port of its own, no persistence; never the shared
 one) and its own server processes, and waits on events with deadlines."""
 
@@ -15,8 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis as redis_client
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.sync.client import connect
 
-from main import factories, models
+from main import chat, factories, models
 
 from . import mobile_servers, servers
 from .test_chat_e2e import open_chat, token
@@ -57,12 +59,13 @@ class Client:
     it was sent (by seq, to catch duplicates) and the seq up to which it has
     everything."""
 
-    def __init__(self, server, order_id, user):
+    def __init__(self, server, order_id, user, ws=None):
         self.order_id, self.user = order_id, user
         self.seqs = []  # every chat_message seq received, in order, duplicates kept
         self.answers = {}  # ref of a message it sent -> "stored" or the error code
-        self.ws = None
-        self.connect(server)
+        self.ws = ws
+        if ws is None:
+            self.connect(server)
 
     @property
     def have_all_up_to(self):
@@ -86,6 +89,8 @@ class Client:
         event = json.loads(self.ws.recv(timeout=timeout))
         if event["type"] == "chat_message":
             self.seqs.append(event["seq"])
+        if event["type"] == "history":  # messages stored before the socket joined its room
+            self.seqs.extend(m["seq"] for m in event["messages"])
         if event["type"] in ("chat_message", "error") and "ref" in event:
             self.answers[event["ref"]] = "stored" if event["type"] == "chat_message" else event["code"]
         return event
@@ -340,3 +345,83 @@ def test_a_hanging_courier_does_not_slow_the_chat(daphne_server, throwaway_redis
         f"(slowest {max(trips) * 1000:.1f} ms); trackers answered 504 in at most "
         f"{max(answer.elapsed for answer in answers):.2f}s"
     )
+
+
+def test_a_slow_reader_stalls_no_one_and_resumes_what_it_missed(daphne_server, throwaway_redis, people):
+    customer, order, agent = people
+    redis = throwaway_redis()
+    size, batches, batch = 8000, 20, 50  # 8 MB to each reader: more than the kernel's socket buffers hold
+    server = daphne_server(
+        {
+            "REDIS_URL": redis.url,
+            "CHAT_RATE_BURST": "100000",
+            "CHAT_RATE_PER_SECOND": "100000",
+            "CHAT_MAX_MESSAGE_CHARS": str(size + 100),
+            "CHAT_MAX_FRAME_BYTES": str(4 * size),
+        }
+    )
+    c, a = Client(server, order.pk, customer), Client(server, order.pk, agent)
+    # The customer's other device stops reading: a tiny receive buffer, and
+    # the client library stops reading the socket once 2 frames wait.
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(("127.0.0.1", server.port))
+    url = f"{server.ws_url}/ws/customer-service/{order.pk}/?token={token(customer)}"
+    slow = Client(server, order.pk, customer, ws=connect(url, sock=raw, subprotocols=[chat.V2], max_queue=2))
+
+    rss_before = rss_mb(server)
+    probes = []
+    for n in range(batches):
+        for m in range(batch):
+            a.send({"type": "message", "message": f"{n}.{m} " + "x" * size, "ref": f"{n}.{m}"})
+        sent = time.monotonic()
+        c.say(f"probe {n}")  # the room goes on: the agent hears the customer at once
+        a.until("chat_message", message=f"probe {n}", timeout=10)
+        probes.append(time.monotonic() - sent)
+        c.until("chat_message", ref=f"probe {n}", timeout=10)
+    # Bounded: each probe waits only behind the agent's own 50 large echoes.
+    assert max(probes) < 3.0, probes
+    a.until("chat_message", ref=f"{batches - 1}.{batch - 1}", timeout=30)  # all stored
+    stored = stored_seqs(order)
+    assert len(stored) == batches * (batch + 1)
+    for client in (c, a):  # the readers got everything, once
+        deadline = time.monotonic() + 30
+        while client.have_all_up_to < stored[-1]:
+            client.next(timeout=max(0.01, deadline - time.monotonic()))
+        client.quiet(0.5)
+        assert sorted(client.seqs) == stored
+
+    rss_held = rss_mb(server)  # the worker holds what the slow reader has not read
+    # The slow reader reads again: what it missed comes, or it resumes it.
+    drained = time.monotonic()
+    resumed = False
+    with contextlib.suppress(TimeoutError):
+        while slow.have_all_up_to < stored[-1]:
+            slow.next(timeout=3)
+    missing = sorted(set(stored) - set(slow.seqs))  # live events it never got
+    while slow.have_all_up_to < stored[-1]:  # (a resume replays at most 500)
+        slow.send({"type": "resume", "after_seq": slow.have_all_up_to})
+        slow.until("resumed", timeout=30)
+        resumed = True
+    caught_up = time.monotonic() - drained
+    assert sorted(set(slow.seqs)) == stored
+    received, twice = len(slow.seqs), len(slow.seqs) - len(set(slow.seqs))
+    # And a resume on that socket replays exactly from where it asks.
+    slow.seqs = []
+    slow.send({"type": "resume", "after_seq": stored[-10]})
+    assert slow.until("resumed")["last_seq"] == stored[-1]
+    assert slow.seqs == stored[-9:]
+    for client in (c, a, slow):
+        client.ws.close()
+    print(
+        f"\nSlow reader: {batches} probes while {batches * batch} messages of {size} chars went out, "
+        f"slowest probe {max(probes) * 1000:.0f} ms; slow reader caught up in {caught_up:.2f}s "
+        f"({received} messages, {twice} twice, resume needed: {resumed}, "
+        f"missed live: {len(missing)}); "
+        f"worker RSS {rss_before:.0f} MB before, {rss_held:.0f} MB holding the slow reader's backlog"
+    )
+
+
+def rss_mb(server):
+    with open(f"/proc/{server.process.pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
