@@ -20,6 +20,18 @@ def _no_presence_left_over():
 
 
 @pytest.fixture
+def people(db):
+    """A customer with an order, an employee, and another customer."""
+    from main import factories
+
+    customer = factories.UserFactory(email="jane_doe@example.com", first_name="Jane", last_name="Doe")
+    order = factories.OrderFactory(user=customer)
+    agent = factories.EmployeeFactory(email="agent@booktime.domain", first_name="Adam", last_name="Ford")
+    other = factories.UserFactory(email="other@example.com")
+    return customer, order, agent, other
+
+
+@pytest.fixture
 def daphne_server(transactional_db):
     """Start our app under a real daphne on loopback; stopped after the test.
     Call it with env overrides for a non-default configuration."""

@@ -13,20 +13,11 @@ from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from main import chat, factories, models
+from main import chat, models
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TIMEOUT = 5
-
-
-@pytest.fixture
-def people():
-    customer = factories.UserFactory(email="jane_doe@example.com", first_name="Jane", last_name="Doe")
-    order = factories.OrderFactory(user=customer)
-    agent = factories.EmployeeFactory(email="agent@booktime.domain", first_name="Adam", last_name="Ford")
-    other = factories.UserFactory(email="other@example.com")
-    return customer, order, agent, other
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import redis as redis_client
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
-from main import chat, factories, models
+from main import chat, models
 
 from . import mobile_servers, servers
 from .test_chat_e2e import open_chat, token
@@ -30,14 +30,6 @@ pytestmark = [
 ]
 
 TIMEOUT = 5
-
-
-@pytest.fixture
-def people():
-    customer = factories.UserFactory(email="jane_doe@example.com", first_name="Jane", last_name="Doe")
-    order = factories.OrderFactory(user=customer)
-    agent = factories.EmployeeFactory(email="agent@booktime.domain", first_name="Adam", last_name="Ford")
-    return customer, order, agent
 
 
 @pytest.fixture
@@ -149,7 +141,7 @@ def wait_for(condition, timeout, step=0.05):
 
 
 def test_redis_restart_mid_chat_closes_sockets_that_reconnect_and_resume(daphne_server, throwaway_redis, people):
-    customer, order, agent = people
+    customer, order, agent, _ = people
     redis = throwaway_redis()
     server = daphne_server({"REDIS_URL": redis.url})
     both = sorted([customer.email, agent.email])
@@ -224,7 +216,7 @@ def reconnected(client, server):
 
 
 def test_a_killed_worker_s_client_resumes_on_another_with_no_loss_or_duplicate(daphne_server, throwaway_redis, people):
-    customer, order, agent = people
+    customer, order, agent, _ = people
     redis = throwaway_redis()
     one, two = daphne_server({"REDIS_URL": redis.url}), daphne_server({"REDIS_URL": redis.url})
     c, a = Client(one, order.pk, customer), Client(two, order.pk, agent)
@@ -262,7 +254,7 @@ def test_a_killed_worker_s_client_resumes_on_another_with_no_loss_or_duplicate(d
 
 
 def test_a_client_gone_without_a_close_leaves_after_10_s_and_nothing_stays(daphne_server, throwaway_redis, people):
-    customer, order, agent = people
+    customer, order, agent, _ = people
     redis = throwaway_redis()
     server = daphne_server({"REDIS_URL": redis.url})
     layer = redis_client.Redis.from_url(redis.url, socket_timeout=2)
@@ -300,7 +292,7 @@ def test_a_client_gone_without_a_close_leaves_after_10_s_and_nothing_stays(daphn
 
 
 def test_a_hanging_courier_does_not_slow_the_chat(daphne_server, throwaway_redis, people):
-    customer, order, agent = people
+    customer, order, agent, _ = people
     courier_timeout = 4.0
     standin = mobile_servers.start_standin()
     try:
@@ -348,7 +340,7 @@ def test_a_hanging_courier_does_not_slow_the_chat(daphne_server, throwaway_redis
 
 
 def test_a_slow_reader_stalls_no_one_and_resumes_what_it_missed(daphne_server, throwaway_redis, people):
-    customer, order, agent = people
+    customer, order, agent, _ = people
     redis = throwaway_redis()
     size, batches, batch = 8000, 20, 50  # 8 MB to each reader: more than the kernel's socket buffers hold
     server = daphne_server(
