@@ -47,6 +47,14 @@ class Target:
         return event["message"]
 
 
+def percentile(values, q):
+    """The q-quantile (0..1) of `values`, NaN for none."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 @dataclass
 class Result:
     sent: int = 0
@@ -57,10 +65,7 @@ class Result:
     elapsed: float = 0.0
 
     def percentile(self, q):
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return percentile(self.latencies, q)
 
 
 class Client:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from .loadgen import HEARTBEAT, Client, Result
+from .loadgen import HEARTBEAT, Client, Result, percentile
 
 
 async def hold(target, count, idle_seconds, probe, heartbeat=True):
@@ -74,10 +74,7 @@ class HttpResult:
     cpu: float = 0.0
 
     def percentile(self, q):
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return percentile(self.latencies, q)
 
     @property
     def rate(self):
