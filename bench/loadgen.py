@@ -147,17 +147,23 @@ async def drain(pairs, result, within):
     result.lost = sum(len(c.expected - c.seen) for pair in pairs for c in pair)
 
 
-async def open_loop(target, rooms, rate, seconds, drain_timeout=5.0):
-    """`rate` messages/s in total, spread over the rooms, alternating sender."""
-    result = Result()
-    pairs = await open_rooms(target, rooms, result)
-    await asyncio.sleep(0.5)  # let join events pass
-    total = int(rate * seconds)
+async def paced(rate, total):
+    """Yield 0 .. total-1, the k-th at k/rate seconds from the start (open loop)."""
     start = time.perf_counter()
     for k in range(total):
         delay = start + k / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+        yield k
+
+
+async def open_loop(target, rooms, rate, seconds, drain_timeout=5.0):
+    """`rate` messages/s in total, spread over the rooms, alternating sender."""
+    result = Result()
+    pairs = await open_rooms(target, rooms, result)
+    await asyncio.sleep(0.5)  # let join events pass
+    start = time.perf_counter()
+    async for k in paced(rate, int(rate * seconds)):
         pair = pairs[k % rooms]
         sender = (k // rooms) % 2
         msg_id = f"{k}"

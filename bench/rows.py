@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from .loadgen import HEARTBEAT, Client, Result, percentile
+from .loadgen import HEARTBEAT, Client, Result, paced, percentile
 
 
 async def hold(target, count, idle_seconds, probe, heartbeat=True):
@@ -52,10 +52,7 @@ async def heartbeats(target, sockets, rate, seconds, probe):
     probe("before")
     total = int(rate * seconds)
     start = time.perf_counter()
-    for k in range(total):
-        delay = start + k / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    async for k in paced(rate, total):
         await clients[k % len(clients)].ws.send(HEARTBEAT)
     elapsed = time.perf_counter() - start
     await asyncio.sleep(0.5)  # the last ones absorbed
