@@ -88,6 +88,18 @@ ASGI_APPLICATION = "booktime.routing.application"
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not DATABASES["default"].get("CONN_MAX_AGE"):
+    # One psycopg pool per process: an ORM call borrows a connection and gives
+    # it back when Django closes it (CONN_MAX_AGE stays 0), so a chat message
+    # or a tracker request no longer opens a PostgreSQL connection of its own.
+    # `timeout` bounds the wait for a connection, so with PostgreSQL down a
+    # request fails within it rather than hanging. (`?conn_max_age=` in
+    # DATABASE_URL turns the pool off for Django's persistent connections.)
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN", default=2),
+        "max_size": env.int("DATABASE_POOL_MAX", default=10),
+        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=5.0),
+    }
 
 AUTH_USER_MODEL = "main.User"
 AUTH_PASSWORD_VALIDATORS = [

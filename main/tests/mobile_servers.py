@@ -90,9 +90,6 @@ def app(django_db_setup, django_db_blocker, standin):
                 "COURIER_API_URL": f"{standin.url}/",
                 "COURIER_API_TIMEOUT": str(COURIER_TIMEOUT),
                 "MOBILE_LOGIN_RATE": f"{LOGIN_RATE}/min",
-                # Persistent connections, as README advises for production:
-                # a new PostgreSQL connection per request costs ~10 ms.
-                "DATABASE_URL": servers.test_database_url() + "?conn_max_age=60",
             }
         )
     yield server
