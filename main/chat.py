@@ -22,7 +22,7 @@ from django.db.models import Max
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from . import models
+from . import chat_store, models
 from .db import db_sync_to_async as db
 from .views import get_chat_order
 
@@ -279,12 +279,11 @@ def message_event(message, customer_id, username=None):
     }
 
 
-@db
-def store_message(member, text):
+async def store_message(member, text):
     """Store a message (before anyone is sent it) and return its group event.
-    Its `seq` is the order's next, given under a lock on the order's row in
-    the transaction that inserts it (ChatMessage.save)."""
-    message = models.ChatMessage.objects.create(order_id=member.order_id, user_id=member.user_id, text=text)
+    It is written with the other messages of the moment (main.chat_store),
+    numbered with its order's next `seq`."""
+    message = await chat_store.writer().store(member.order_id, member.user_id, text)
     return message_event(message, member.customer_id, username=member.name)
 
 
