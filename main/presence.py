@@ -1,8 +1,11 @@
 """Who is present in which order chat (user-centric, 10 s per heartbeat).
 
 A heartbeat on an order's chat socket makes that user present in that chat
-for PRESENCE_SECONDS; without another heartbeat they are gone, whatever their
-sockets do. Several sockets of one user are one presence.
+for PRESENCE_SECONDS, plus PRESENCE_GRACE_SECONDS for the next heartbeat to
+arrive: the chapter's page and app heartbeat every 10 s exactly, so without
+the grace each of them would drop off the dashboard for a moment before every
+heartbeat. Without another heartbeat they are gone, whatever their sockets
+do. Several sockets of one user are one presence.
 
 In Redis (settings.REDIS_URL set; every server process sees the same), under
 settings.PRESENCE_KEY_PREFIX:
@@ -42,6 +45,8 @@ from .redis_pool import get_redis
 logger = logging.getLogger(__name__)
 
 PRESENCE_SECONDS = 10
+PRESENCE_GRACE_SECONDS = 2  # a heartbeat sent 10 s after the last may take this long to land
+LIFETIME = PRESENCE_SECONDS + PRESENCE_GRACE_SECONDS  # a heartbeat's presence, in all
 PRUNE_BATCH = 500  # expired members removed per call, at most
 
 
@@ -68,7 +73,8 @@ class Snapshot:
 
 
 async def touch(order_id: int, email: str, is_employee: bool) -> None:
-    """A heartbeat: `email` is present in order `order_id`'s chat for 10 s."""
+    """A heartbeat: `email` is present in order `order_id`'s chat for 10 s
+    (LIFETIME, with the grace)."""
     if settings.REDIS_URL:
         await _redis_touch(int(order_id), email, bool(is_employee))
     else:
@@ -178,7 +184,7 @@ async def _run(name, source, keys, args=()):
 
 async def _redis_touch(order_id, email, is_employee):
     expiry, info, channel = _keys()
-    args = [_member(order_id, email), PRESENCE_SECONDS, int(is_employee), channel, order_id]
+    args = [_member(order_id, email), LIFETIME, int(is_employee), channel, order_id]
     await _run("touch", _TOUCH, [expiry, info], args)
 
 
@@ -297,7 +303,7 @@ class _MemoryStore:
         self._prune(now)
         old = self.people.get((order_id, email))
         since = old.since if old else now
-        self.people[(order_id, email)] = Presence(order_id, email, is_employee, since, now + PRESENCE_SECONDS)
+        self.people[(order_id, email)] = Presence(order_id, email, is_employee, since, now + LIFETIME)
         if old is None:
             for event, loop in list(self.events.items()):
                 if not loop.is_closed():
