@@ -3,6 +3,7 @@ hold the rules (chat.py, presence.py, courier.py)."""
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -15,7 +16,7 @@ from django.conf import settings
 from django.urls import reverse
 from redis.exceptions import RedisError
 
-from . import chat, courier, models, presence
+from . import chat, courier, models, per_loop, presence
 from .db import db_sync_to_async
 
 logger = logging.getLogger(__name__)
@@ -325,6 +326,31 @@ def _chat_link(order_id):
     return reverse("cs_chat", kwargs={"order_id": order_id})
 
 
+async def _dashboard(v2, live):
+    """(what the client sees, the event's bytes, seconds to the next expiry)
+    from presence now, in the chapter's form or v2; `live` for a stream,
+    which keeps people through the grace for their next heartbeat."""
+    snap = await presence.snapshot(live=live)
+    if not v2:
+        chats = presence.dashboard_v1(snap, _chat_link)
+        return chats, b"data: %s\n\n" % json.dumps(chats).encode(), snap.seconds_to_next_expiry
+    order_ids = sorted({p.order_id for p in snap.people})
+    last_spoken_to = await _last_spoken_to(order_ids) if order_ids else {}
+    chats = presence.dashboard_v2(snap, _chat_link, last_spoken_to)
+    data = {"now": snap.now, "chats": chats}
+    return chats, b"data: %s\n\n" % json.dumps(data).encode(), snap.seconds_to_next_expiry
+
+
+async def _nothing_to_close(_):
+    pass
+
+
+def _shared_dashboard(v2, live):
+    """The process's (loop's) shared reader of one form of the dashboard."""
+    name = f"dashboard-v{2 if v2 else 1}{'-live' if live else ''}"
+    return per_loop.get(name, lambda: presence.Shared(functools.partial(_dashboard, v2, live)), _nothing_to_close)
+
+
 class ChatNotifyConsumer(Asgi2Compatible, AsyncHttpConsumer):
     """customer-service/notify/: which order chats have someone present.
 
@@ -372,18 +398,11 @@ class ChatNotifyConsumer(Asgi2Compatible, AsyncHttpConsumer):
         finally:
             logger.info("notify: stream closed for user %s", user.pk)
 
-    async def _event(self):
-        """(what the client sees, the event's bytes) from presence now."""
-        snap = await presence.snapshot()
-        self._next_expiry = snap.seconds_to_next_expiry
-        if not self._v2:
-            chats = presence.dashboard_v1(snap, _chat_link)
-            return chats, b"data: %s\n\n" % json.dumps(chats).encode()
-        order_ids = sorted({p.order_id for p in snap.people})
-        last_spoken_to = await _last_spoken_to(order_ids) if order_ids else {}
-        chats = presence.dashboard_v2(snap, _chat_link, last_spoken_to)
-        data = {"now": snap.now, "chats": chats}
-        return chats, b"data: %s\n\n" % json.dumps(data).encode()
+    async def _event(self, live=False):
+        """(what the client sees, the event's bytes) from presence now, read
+        once for all the process's streams that ask at the same moment."""
+        chats, event, self._next_expiry = await _shared_dashboard(self._v2, live)()
+        return chats, event
 
     async def _stream(self):
         loop = asyncio.get_running_loop()
@@ -398,7 +417,7 @@ class ChatNotifyConsumer(Asgi2Compatible, AsyncHttpConsumer):
                     last, last_sent = None, loop.time()
                     while not self._gone and loop.time() < end:
                         wake.clear()  # before reading: an arrival from here on wakes us again
-                        shown, event = await self._event()
+                        shown, event = await self._event(live=True)
                         if not started:
                             await self.send_headers(status=200, headers=SSE_HEADERS)
                             started = True

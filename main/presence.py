@@ -1,11 +1,15 @@
 """Who is present in which order chat (user-centric, 10 s per heartbeat).
 
 A heartbeat on an order's chat socket makes that user present in that chat
-for PRESENCE_SECONDS, plus PRESENCE_GRACE_SECONDS for the next heartbeat to
-arrive: the chapter's page and app heartbeat every 10 s exactly, so without
-the grace each of them would drop off the dashboard for a moment before every
-heartbeat. Without another heartbeat they are gone, whatever their sockets
-do. Several sockets of one user are one presence.
+for PRESENCE_SECONDS; without another heartbeat they are gone, whatever their
+sockets do. Several sockets of one user are one presence.
+
+The live dashboard (`snapshot(live=True)`) keeps someone listed for
+PRESENCE_GRACE_SECONDS more, while their next heartbeat may be on its way:
+the chapter's page and app heartbeat every 10 s exactly, so each of their
+heartbeats lands just after the last one's 10 s, and without the grace they
+would drop off the dashboard for a moment before every one. A heartbeat
+within the grace continues the presence (same "since", no arrival).
 
 In Redis (settings.REDIS_URL set; every server process sees the same), under
 settings.PRESENCE_KEY_PREFIX:
@@ -46,7 +50,6 @@ logger = logging.getLogger(__name__)
 
 PRESENCE_SECONDS = 10
 PRESENCE_GRACE_SECONDS = 2  # a heartbeat sent 10 s after the last may take this long to land
-LIFETIME = PRESENCE_SECONDS + PRESENCE_GRACE_SECONDS  # a heartbeat's presence, in all
 PRUNE_BATCH = 500  # expired members removed per call, at most
 
 
@@ -63,29 +66,31 @@ class Presence:
 class Snapshot:
     now: float  # the store's clock (Redis TIME), epoch seconds
     people: tuple  # of Presence, by order id, then arrival
+    grace: float = 0.0  # how long past `expires` a person stays in this listing
 
     @property
     def seconds_to_next_expiry(self):
-        """How long until the next presence expires, or None if nobody is here."""
+        """How long until the next person leaves this listing, or None if nobody is here."""
         if not self.people:
             return None
-        return max(0.0, min(p.expires for p in self.people) - self.now)
+        return max(0.0, min(p.expires for p in self.people) + self.grace - self.now)
 
 
 async def touch(order_id: int, email: str, is_employee: bool) -> None:
-    """A heartbeat: `email` is present in order `order_id`'s chat for 10 s
-    (LIFETIME, with the grace)."""
+    """A heartbeat: `email` is present in order `order_id`'s chat for 10 s."""
     if settings.REDIS_URL:
         await _redis_touch(int(order_id), email, bool(is_employee))
     else:
         _memory.touch(int(order_id), email, bool(is_employee))
 
 
-async def snapshot() -> Snapshot:
-    """Everyone present now."""
+async def snapshot(live=False) -> Snapshot:
+    """Everyone present now; `live`: and anyone whose next heartbeat may still
+    be on its way (the grace), as the live dashboard shows them."""
+    grace = PRESENCE_GRACE_SECONDS if live else 0.0
     if settings.REDIS_URL:
-        return await _redis_snapshot()
-    return _memory.snapshot()
+        return await _redis_snapshot(grace)
+    return _memory.snapshot(grace)
 
 
 @asynccontextmanager
@@ -101,46 +106,79 @@ async def changes():
         await hub.remove(event)
 
 
+class Shared:
+    """`await shared()` runs `read()` once for every caller of the moment:
+    the callers that ask before a read begins all get its result, and a read
+    always begins after its callers asked, so nobody gets a result older than
+    their question. Every dashboard stream of a process is woken by the same
+    arrival at once; with this they make one read (and one SQL query and one
+    JSON encoding) between them, not one each."""
+
+    def __init__(self, read, gather_seconds=0.01):
+        self.read = read
+        self.gather_seconds = gather_seconds
+        self.next = None  # the read that has not begun yet, if any
+
+    async def __call__(self):
+        if self.next is None:
+            self.next = asyncio.ensure_future(self._run())
+        # shield: one caller going away does not cancel the others' read.
+        return await asyncio.shield(self.next)
+
+    async def _run(self):
+        # The streams one arrival wakes resume over a few turns of the loop:
+        # wait that long for them to ask, then read for all; from here on,
+        # new callers wait for the read after this one.
+        await asyncio.sleep(self.gather_seconds)
+        self.next = None
+        return await self.read()
+
+
 def _sort(people):
     return tuple(sorted(people, key=lambda p: (p.order_id, p.since, p.email)))
 
 
 # --- Redis -------------------------------------------------------------------
 
+# Members are kept until their grace has passed too (scores are expiry times).
 _PRUNE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local now_str = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
-local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_str, 'LIMIT', 0, PRUNE_BATCH)
+local forgotten = string.format('%.6f', now - GRACE)
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', forgotten, 'LIMIT', 0, PRUNE_BATCH)
 if #gone > 0 then
   redis.call('ZREM', KEYS[1], unpack(gone))
   redis.call('HDEL', KEYS[2], unpack(gone))
 end
-""".replace("PRUNE_BATCH", str(PRUNE_BATCH))
+""".replace("PRUNE_BATCH", str(PRUNE_BATCH)).replace("GRACE", str(PRESENCE_GRACE_SECONDS))
 
 # KEYS: expiry, info; ARGV: member, seconds, employee (0|1), channel, order id.
+# A heartbeat within the grace continues the presence; a later one is an arrival.
 _TOUCH = (
     _PRUNE
     + """
 local ttl = tonumber(ARGV[2])
 local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-redis.call('EXPIRE', KEYS[1], ttl + 2)
-redis.call('EXPIRE', KEYS[2], ttl + 2)
-if not old or tonumber(old) <= now then
+redis.call('EXPIRE', KEYS[1], ttl + GRACE + 2)
+redis.call('EXPIRE', KEYS[2], ttl + GRACE + 2)
+if not old or tonumber(old) <= now - GRACE then
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[3] .. ':' .. now_str)
   redis.call('PUBLISH', ARGV[4], ARGV[5])
   return 1
 end
 return 0
-"""
+""".replace("GRACE", str(PRESENCE_GRACE_SECONDS))
 )
 
-# KEYS: expiry, info. Returns {now, {member, score, ...}, {info, ...}}.
+# KEYS: expiry, info; ARGV: grace (0 or GRACE). Returns {now, {member, score, ...}, {info, ...}}.
 _LIST = (
     _PRUNE
     + """
-local rows = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now_str, '+inf', 'WITHSCORES')
+local cutoff = now_str
+if tonumber(ARGV[1]) > 0 then cutoff = string.format('%.6f', now - tonumber(ARGV[1])) end
+local rows = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. cutoff, '+inf', 'WITHSCORES')
 local members = {}
 for i = 1, #rows, 2 do members[#members + 1] = rows[i] end
 local infos = {}
@@ -184,20 +222,20 @@ async def _run(name, source, keys, args=()):
 
 async def _redis_touch(order_id, email, is_employee):
     expiry, info, channel = _keys()
-    args = [_member(order_id, email), LIFETIME, int(is_employee), channel, order_id]
+    args = [_member(order_id, email), PRESENCE_SECONDS, int(is_employee), channel, order_id]
     await _run("touch", _TOUCH, [expiry, info], args)
 
 
-async def _redis_snapshot():
+async def _redis_snapshot(grace):
     expiry, info, _ = _keys()
-    now, rows, infos = await _run("list", _LIST, [expiry, info])
+    now, rows, infos = await _run("list", _LIST, [expiry, info], [grace])
     people = []
     for i, data in enumerate(infos):
         member, score = rows[2 * i], rows[2 * i + 1]
         order_id, email = json.loads(member)
         employee, _, since = (data or b"0:0").decode().partition(":")
         people.append(Presence(order_id, email, employee == "1", float(since), float(score)))
-    return Snapshot(float(now), _sort(people))
+    return Snapshot(float(now), _sort(people), grace)
 
 
 class _Hub:
@@ -295,7 +333,7 @@ class _MemoryStore:
         self.events = {}  # asyncio.Event -> its loop
 
     def _prune(self, now):
-        for key in [k for k, p in self.people.items() if p.expires <= now]:
+        for key in [k for k, p in self.people.items() if p.expires <= now - PRESENCE_GRACE_SECONDS]:
             del self.people[key]
 
     def touch(self, order_id, email, is_employee):
@@ -303,16 +341,16 @@ class _MemoryStore:
         self._prune(now)
         old = self.people.get((order_id, email))
         since = old.since if old else now
-        self.people[(order_id, email)] = Presence(order_id, email, is_employee, since, now + LIFETIME)
+        self.people[(order_id, email)] = Presence(order_id, email, is_employee, since, now + PRESENCE_SECONDS)
         if old is None:
             for event, loop in list(self.events.items()):
                 if not loop.is_closed():
                     loop.call_soon_threadsafe(event.set)
 
-    def snapshot(self):
+    def snapshot(self, grace):
         now = time.time()
         self._prune(now)
-        return Snapshot(now, _sort(self.people.values()))
+        return Snapshot(now, _sort(p for p in self.people.values() if p.expires > now - grace), grace)
 
     async def add(self, event):
         self.events[event] = asyncio.get_running_loop()

@@ -78,7 +78,9 @@ def test_dashboard_shows_a_customer_arriving_and_going_away(daphne_server, brows
             screenshot(page, "dashboard-customer-served")
 
     # Both sockets closed, no more heartbeats: 10 s (and the grace) later the chat is gone.
-    page.wait_for_selector(card, state="detached", timeout=(presence.LIFETIME + 2) * 1000)
+    page.wait_for_selector(
+        card, state="detached", timeout=(presence.PRESENCE_SECONDS + presence.PRESENCE_GRACE_SECONDS + 2) * 1000
+    )
     page.wait_for_selector("#empty:not([hidden])")
     screenshot(page, "dashboard-empty-again")
     context.close()

@@ -12,9 +12,13 @@ from channels.testing import HttpCommunicator
 from django.contrib.auth.models import AnonymousUser, Group
 from rest_framework.authtoken.models import Token
 
-from main import consumers, factories, presence
+from main import consumers, factories, presence, redis_pool
 
+from . import servers
 from .test_presence import close_pool, prefix  # noqa: F401  (fixtures used below)
+
+# A stream lists someone until their heartbeat's 10 s and the grace have passed.
+LIVE = presence.PRESENCE_SECONDS + presence.PRESENCE_GRACE_SECONDS
 
 # Each test: a Redis key prefix of its own (settings.PRESENCE_KEY_PREFIX).
 pytestmark = pytest.mark.usefixtures("prefix", "close_pool")
@@ -136,10 +140,10 @@ async def test_stream_pushes_arrival_and_expiry_keeps_alive_and_ends_with_the_cl
     assert time.monotonic() - touched < 1
     assert parse(body) == [{"link": f"/customer-service/{order}/", "text": f"{order} (mary_jones@example.com)"}]
 
-    while (body := (await communicator.receive_output(presence.LIFETIME + 1))["body"]) == b": keep-alive\n\n":
+    while (body := (await communicator.receive_output(LIVE + 1))["body"]) == b": keep-alive\n\n":
         pass
     assert parse(body) == []
-    assert presence.LIFETIME - 0.1 <= time.monotonic() - touched < presence.LIFETIME + 1
+    assert LIVE - 0.1 <= time.monotonic() - touched < LIVE + 1
 
     await communicator.send_input({"type": "http.disconnect"})
     await communicator.wait(2)  # the consumer has finished: nothing left running
@@ -225,11 +229,11 @@ async def test_end_to_end_on_daphne(people, settings, daphne_server, redis_url):
             await mary.close()  # sockets open or not, presence ends after the last heartbeat's 10 s (+ grace)
             await agent.close()
 
-            data, comments = await next_event(response, presence.LIFETIME + 1)  # mary expires, then the agent
+            data, comments = await next_event(response, LIVE + 1)  # mary expires, then the agent
             assert data[0]["text"] == f"{order} (agent@booktime.domain)"
             data, more = await next_event(response, 2)
             assert data == []
-            assert presence.LIFETIME - 0.5 <= time.monotonic() - beat < presence.LIFETIME + 1
+            assert LIVE - 0.5 <= time.monotonic() - beat < LIVE + 1
             assert b": keep-alive\n" in comments + more
 
         # The client went away: the server's stream ends and its subscription with it.
@@ -238,3 +242,54 @@ async def test_end_to_end_on_daphne(people, settings, daphne_server, redis_url):
             assert time.monotonic() < deadline, "the stream's subscription outlived its client"
             await asyncio.sleep(0.05)
     assert "stream closed" in server.log()
+
+
+async def test_dashboards_open_in_one_process_share_one_read_per_arrival(people, settings):
+    """Five dashboards open, one arrival: one presence listing in Redis (and
+    one SQL query) for all five, counted by a Redis of the test's own."""
+    redis_server = servers.RedisServer()
+    shared_redis, settings.REDIS_URL = settings.REDIS_URL, redis_server.url
+    settings.SSE_KEEPALIVE_SECONDS = 30
+    stats = aioredis.Redis.from_url(redis_server.url)
+    streams = [notify(people["employee"], b"format=v2") for _ in range(5)]
+    try:
+        for stream in streams:
+            await stream.send_input({"type": "http.request", "body": b""})
+            assert (await stream.receive_output(2))["status"] == 200
+            assert parse((await stream.receive_output(2))["body"])["chats"] == []
+        await stats.config_resetstat()
+        await presence.touch(people["orders"][1], "mary_jones@example.com", False)
+        for stream in streams:
+            assert [c["order_id"] for c in parse((await stream.receive_output(2))["body"])["chats"]] == [
+                people["orders"][1]
+            ]
+        scripts = await stats.info("commandstats")
+        # One script run for the heartbeat, one for the listing the five share
+        # (two at most, should the streams wake far apart on a busy machine).
+        assert scripts["cmdstat_evalsha"]["calls"] - 1 <= 2, scripts
+    finally:
+        for stream in streams:
+            await stream.send_input({"type": "http.disconnect"})
+            await stream.wait(2)
+        await redis_pool.close_redis()
+        await stats.aclose()
+        redis_server.stop()
+        settings.REDIS_URL = shared_redis  # for the key prefix's clean-up
+
+
+async def test_a_shared_read_is_never_older_than_the_question():
+    reads = []
+
+    async def read():
+        number = len(reads) + 1
+        reads.append(number)
+        await asyncio.sleep(0.05)
+        return number
+
+    shared = presence.Shared(read)
+    together = await asyncio.gather(*(shared() for _ in range(4)))
+    assert together == [1, 1, 1, 1]  # asked at the same moment: one read
+
+    first = asyncio.ensure_future(shared())
+    await asyncio.sleep(0.01)  # read 2 is under way: a new question waits for read 3
+    assert await asyncio.gather(first, shared(), shared()) == [2, 3, 3]
