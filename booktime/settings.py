@@ -99,10 +99,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not DAT
         "min_size": env.int("DATABASE_POOL_MIN", default=2),
         "max_size": env.int("DATABASE_POOL_MAX", default=10),
         "timeout": env.float("DATABASE_POOL_TIMEOUT", default=5.0),
-        # A new connection's attempts back off (1, 2, 4... s) for this long,
-        # then give up and the next request starts afresh: after an outage
-        # the pool reconnects within seconds, not after a minute-long back-off.
-        "reconnect_timeout": 10.0,
     }
     # After PostgreSQL restarts, the pool's idle connections are dead: with
     # health checks the pool tests each one (an empty query) before lending
