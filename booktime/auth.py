@@ -7,18 +7,27 @@ token is not valid; without one, the session decides. Neither the token nor
 the query string is ever logged here, and the token is taken out of the query
 string the consumers see (daphne's access log drops query strings: see
 booktime/serve.py and booktime/logsafe.py).
+
+While PostgreSQL is unreachable no user can be looked up: a WebSocket
+handshake is accepted and closed at once with 4503 (try again later), an HTTP
+request answered 503 (see `unavailable`).
 """
 
+import json
+import logging
 import re
 from urllib.parse import parse_qs
 
-from channels.auth import AuthMiddlewareStack
+from channels.auth import AuthMiddleware, get_user
 from channels.middleware import BaseMiddleware
 from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.contrib.auth.models import AnonymousUser
 from rest_framework.authtoken.models import Token
 
-from main.db import db_sync_to_async
+from main.chat import CLOSE_TRY_AGAIN_LATER
+from main.db import RETRY_AFTER_SECONDS, db_sync_to_async, unreachable
+
+logger = logging.getLogger(__name__)
 
 TOKEN_PARAM = b"token"
 # DRF keys are 40 hex characters; anything else is not worth a query.
@@ -59,13 +68,59 @@ def user_for_token(key):
     return token.user
 
 
+# Channels' session lookup, through db_sync_to_async (it fails fast while
+# PostgreSQL is unreachable); get_user.func is Channels' synchronous lookup.
+session_user = db_sync_to_async(get_user.func)
+
+
+class SessionUserMiddleware(AuthMiddleware):
+    """Channels' AuthMiddleware (the session's user in scope["user"]), with
+    the lookup through `session_user`."""
+
+    async def resolve_scope(self, scope):
+        scope["user"]._wrapped = await session_user(scope)
+
+    async def __call__(self, scope, receive, send):
+        scope = dict(scope)
+        self.populate_scope(scope)
+        try:
+            await self.resolve_scope(scope)
+        except Exception as error:
+            if not unreachable(error):
+                raise
+            return await unavailable(scope, receive, send)
+        return await self.inner(scope, receive, send)
+
+
+async def unavailable(scope, receive, send):
+    """The answer while PostgreSQL cannot be reached: a WebSocket is
+    accepted and closed with 4503, which a browser's client can see (a refused
+    handshake is only a 1006 to it) and act on (reconnect with back-off); an
+    HTTP request gets 503 with a JSON body and Retry-After."""
+    logger.warning("%s %s: database unavailable", scope["type"], scope.get("path"))
+    if scope["type"] == "websocket":
+        if (await receive())["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER, "reason": "Try again later"})
+        return
+    body = json.dumps({"detail": "Temporarily unavailable, try again shortly.", "code": "unavailable"}).encode()
+    headers = [
+        (b"Content-Type", b"application/json"),
+        (b"Content-Length", str(len(body)).encode()),
+        (b"Retry-After", str(RETRY_AFTER_SECONDS).encode()),
+        (b"Cache-Control", b"no-store"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class TokenAuthMiddleware(BaseMiddleware):
     """A request with a token is that token's user (or anonymous); one
     without goes through Channels' session authentication."""
 
     def __init__(self, inner):
         super().__init__(inner)
-        self.with_session_user = AuthMiddlewareStack(inner)
+        self.with_session_user = CookieMiddleware(SessionMiddleware(SessionUserMiddleware(inner)))
         # With a token the session is still there, but not asked for a user:
         # that lookup goes through a single shared thread, a bottleneck for
         # many concurrent mobile requests.
@@ -75,7 +130,12 @@ class TokenAuthMiddleware(BaseMiddleware):
         key = token_key(scope)
         if key is None:
             return await self.with_session_user(scope, receive, send)
-        user = await user_for_token(key)
+        try:
+            user = await user_for_token(key)
+        except Exception as error:
+            if not unreachable(error):
+                raise
+            return await unavailable(scope, receive, send)
         # auth_token: the key that let the user in (the chat closes its
         # sockets when that token is revoked); never logged.
         auth_token = key if user.is_authenticated else None

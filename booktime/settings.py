@@ -100,6 +100,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not DAT
         "max_size": env.int("DATABASE_POOL_MAX", default=10),
         "timeout": env.float("DATABASE_POOL_TIMEOUT", default=5.0),
     }
+    # After PostgreSQL restarts, the pool's idle connections are dead: with
+    # health checks the pool tests each one (an empty query) before lending
+    # it, and replaces a dead one rather than hand it to a request.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # An unreachable host (packets dropped) fails a connection attempt in
+    # seconds rather than after the operating system's TCP timeout.
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3))
 
 AUTH_USER_MODEL = "main.User"
 AUTH_PASSWORD_VALIDATORS = [

@@ -17,7 +17,7 @@ from django.urls import reverse
 from redis.exceptions import RedisError
 
 from . import chat, courier, models, per_loop, presence
-from .db import db_sync_to_async
+from .db import RETRY_AFTER_SECONDS, db_sync_to_async, unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +74,10 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
             # token's group, then check the token is still valid, so a
             # revocation either is seen here or reaches the group.
             await self.channel_layer.group_add(chat.token_group(key), self.channel_name)
+            self.token_group = chat.token_group(key)  # left in disconnect()
             if await chat.live_token(user, key) is None:
                 await self.channel_layer.group_discard(chat.token_group(key), self.channel_name)
                 await self.refuse()
-            self.token_group = chat.token_group(key)
         self.v2 = chat.V2 in self.scope.get("subprotocols", ())
         self.group = chat.group_name(member.order_id)
         self.messages = chat.RateLimiter(settings.CHAT_RATE_BURST, settings.CHAT_RATE_PER_SECOND)
@@ -122,6 +122,20 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
             else:
                 await self.send_history({})
 
+    async def websocket_connect(self, message):
+        try:
+            await super().websocket_connect(message)
+        except Exception as error:
+            if not unreachable(error):
+                raise
+            # PostgreSQL went down during the handshake: accepted (if not yet)
+            # and closed with 4503, as booktime.auth answers while it is down.
+            logger.warning("Chat handshake not handled, database unavailable")
+            if self.member is None:
+                await self.accept()
+            self.closing = True
+            await self.close(code=chat.CLOSE_TRY_AGAIN_LATER)
+
     async def disconnect(self, code):
         if self.token_group is not None:
             await self.channel_layer.group_discard(self.token_group, self.channel_name)
@@ -165,10 +179,18 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
                     event["ref"] = ref
                 await self.send_json(event)
             # v1 has no error event: a refused frame is dropped (docs/protocol.md).
-        except Exception:
-            logger.exception("Chat frame failed: user %s, order %s", self.member.user_id, self.member.order_id)
-            if self.v2:
+        except Exception as error:
+            if unreachable(error):
+                # PostgreSQL is down: the frame was not handled (a message not
+                # stored). Not a strike: the client did nothing wrong.
+                logger.warning("Chat frame not handled, database unavailable: order %s", self.member.order_id)
+                event = chat.ChatError(
+                    "unavailable", "Briefly unavailable; try again shortly.", retry_after=RETRY_AFTER_SECONDS
+                ).event()
+            else:
+                logger.exception("Chat frame failed: user %s, order %s", self.member.user_id, self.member.order_id)
                 event = chat.ChatError("server_error", "Something went wrong; try again.").event()
+            if self.v2:
                 if ref is not None:
                     event["ref"] = ref
                 await self.send_json(event)

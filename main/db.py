@@ -5,12 +5,51 @@ connection the call opened. asgiref runs the call in a copy of the caller's
 context, where Django keeps the connection it opens; Channels' own cleanup
 runs outside that copy, does not see it, and would leave it open until
 garbage collection (and a test database that cannot be dropped).
+
+It also fails fast while PostgreSQL is unreachable (see `unreachable`).
 """
 
 import functools
+import time
 
+import psycopg
 from channels.db import database_sync_to_async
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
+
+# A client told the database is unavailable may try again after this long
+# (the chat's `unavailable` error, Retry-After on HTTP answers).
+RETRY_AFTER_SECONDS = 5
+# After a call found PostgreSQL unreachable, calls in the next this-many
+# seconds fail at once instead of each waiting the pool's timeout: chat calls
+# share one thread per process, so those waits would add up in a queue. The
+# first call after it tries again (and so notices when PostgreSQL is back).
+FAIL_FAST_SECONDS = 1.0
+_unreachable_until = 0.0
+
+# SQLSTATEs that mean the connection, not the query, failed: class 08
+# (connection exception) and the server shutting down or starting up.
+_CONNECTION_STATES = ("57P01", "57P02", "57P03")
+
+
+class DatabaseUnavailable(OperationalError):
+    """PostgreSQL was found unreachable a moment ago: not tried again yet."""
+
+
+def unreachable(error):
+    """True when `error` means PostgreSQL cannot be reached (no connection
+    from the pool in time, a refused or broken connection, the server going
+    down), as opposed to a query that failed (a constraint, a deadlock)."""
+    if isinstance(error, DatabaseUnavailable):
+        return True
+    if not isinstance(error, (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)):
+        return False
+    cause = error if isinstance(error, psycopg.Error) else error.__cause__
+    if not isinstance(cause, psycopg.Error):
+        return False
+    if isinstance(cause, psycopg.InterfaceError):  # the connection is closed
+        return True
+    state = cause.sqlstate  # None: no answer from a server (refused, timed out, broken)
+    return state is None or state.startswith("08") or state in _CONNECTION_STATES
 
 
 def db_sync_to_async(func=None, *, thread_sensitive=True):
@@ -22,8 +61,15 @@ def db_sync_to_async(func=None, *, thread_sensitive=True):
 
     @functools.wraps(func)
     def run(*args, **kwargs):
+        global _unreachable_until
+        if time.monotonic() < _unreachable_until:
+            raise DatabaseUnavailable("PostgreSQL was unreachable a moment ago")
         try:
             return func(*args, **kwargs)
+        except Exception as error:
+            if unreachable(error):
+                _unreachable_until = time.monotonic() + FAIL_FAST_SECONDS
+            raise
         finally:
             close_old_connections()
 

@@ -3,6 +3,7 @@ description (drf-spectacular; the tracker, a Channels consumer, is added to
 it by hand in add_tracker_to_schema)."""
 
 import functools
+import logging
 
 from django.db import transaction
 from drf_spectacular.authentication import BasicScheme
@@ -19,8 +20,11 @@ from rest_framework.response import Response
 from . import models
 from .api_auth import LoginAttemptThrottle
 from .chat import close_token_sockets
+from .db import RETRY_AFTER_SECONDS, unreachable
 
 MOBILE_API = "/mobile-api/"
+
+logger = logging.getLogger(__name__)
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -32,7 +36,15 @@ class ErrorSerializer(serializers.Serializer):
 
 
 def exception_handler(exc, context):
-    """DRF's answer, plus a machine-readable `code` next to `detail`."""
+    """DRF's answer, plus a machine-readable `code` next to `detail`; 503
+    `unavailable` while PostgreSQL cannot be reached."""
+    if unreachable(exc):
+        logger.warning("%s: database unavailable", context["request"].path)
+        return Response(
+            {"detail": "Temporarily unavailable, try again shortly.", "code": "unavailable"},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     response = views.exception_handler(exc, context)
     if response is not None and isinstance(response.data, dict) and "detail" in response.data:
         codes = exc.get_codes() if hasattr(exc, "get_codes") else None

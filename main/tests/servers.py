@@ -1,10 +1,14 @@
 """Real servers for end-to-end tests: processes on loopback ports, started
 and stopped by the tests that use them."""
 
+import glob
 import os
+import pwd
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -127,6 +131,80 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster of its own (initdb in a temporary
+    directory) on a loopback port of its own, trust authentication: for
+    tests that need PostgreSQL to go away. stop() is a crash (`pg_ctl stop
+    -m immediate`: every connection dropped at once); start() brings the same
+    cluster back on the same port, after crash recovery. Never the shared one.
+
+    PostgreSQL refuses to run as root, so when the tests run as root its
+    programs run as the `postgres` user, which owns the directory."""
+
+    BIN = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))[-1])
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="booktime-pg-"))
+        self.data = self.dir / "data"
+        self.log_path = ROOT / "artifacts" / f"postgres-{self.port}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        if self._user is not None:
+            os.chown(self.dir, self._user.pw_uid, self._user.pw_gid)
+        self._run("initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self.start()
+
+    def url(self, database="postgres"):
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, program, *args, timeout=60):
+        def as_postgres():
+            os.setgid(self._user.pw_gid)
+            os.setuid(self._user.pw_uid)
+
+        subprocess.run(
+            [self.BIN / program, *map(str, args)],
+            check=True,
+            timeout=timeout,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=self.dir,
+            preexec_fn=as_postgres if self._user is not None else None,
+        )
+
+    def start(self):
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir} "
+            # fsync off: only an operating-system crash could lose data. Commits
+            # stay synchronous, so an acknowledged write survives stop().
+            "-c fsync=off"
+        )
+        # The log goes to the cluster's directory (postgres cannot write ours), copied out on close().
+        self._run("pg_ctl", "start", "-w", "-D", self.data, "-l", self.dir / "postgres.log", "-o", options)
+        wait_for_port(self.port)
+
+    def stop(self):
+        """Gone at once, as a crash would leave it: every connection dropped."""
+        self._run("pg_ctl", "stop", "-w", "-m", "immediate", "-D", self.data)
+
+    def running(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    def close(self):
+        """Stop it and remove the cluster (its log stays in artifacts/)."""
+        if (self.data / "postmaster.pid").exists():
+            self.stop()
+        log = self.dir / "postgres.log"
+        if log.exists():
+            shutil.copyfile(log, self.log_path)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def kill(server):
