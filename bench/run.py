@@ -4,6 +4,10 @@ tutorial's chat (B) and a plain `websockets` relay (U), side by side.
     .venv/bin/python -m bench.run            # full run, many minutes
     .venv/bin/python -m bench.run --quick    # under a minute: the instrument works
 
+It prints the table and writes it to artifacts/bench/: results.json (every
+row's figures, the machine and the versions measured) and table.md (the
+table under a line naming the machine, for the README).
+
 Loopback only. It starts its own Redis (on a free port), the courier
 stand-in and the servers (P, B, U, and a server with a plain JsonResponse
 orders view for the REST row), pins them to CPU 0 and itself to CPU 1,
@@ -49,6 +53,7 @@ import psycopg.sql
 import redis
 
 from . import loadgen, rows
+from .report import ARTIFACTS, HEADER, Report, describe_machine
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -62,6 +67,7 @@ SERVER_CPU, LOADGEN_CPU = 0, 1
 # (a "lost" message). P runs with the limit out of the way.
 SQL_SETTLE = 0.5  # seconds for the servers' last connections to close and report
 BENCH_LIMITS = {"CHAT_RATE_BURST": "1000000", "CHAT_RATE_PER_SECOND": "1000000"}
+report = Report()
 
 
 def cpu_seconds(pid):
@@ -233,13 +239,8 @@ class Stack:
         traceback with the line that announced it). Entries mentioning
         `tolerate` are counted instead, per server name, and returned."""
         problems, tolerated = [], {}
-        marks = self.__dict__.setdefault("log_marks", {})
         for server in self.procs:
-            text = server.log()
-            new, marks[server] = text[marks.get(server, 0) :], len(text)
-            for entry in re.split(r"\n(?=\d{4}-\d\d-\d\d )", new):
-                if not any(s in entry for s in ("over capacity", "Traceback", " ERROR ")):
-                    continue
+            for entry in self.new_problems(server):
                 name = server.log_path.stem.removeprefix("bench-")
                 if tolerate and tolerate in entry:
                     tolerated[name] = tolerated.get(name, 0) + 1
@@ -248,6 +249,21 @@ class Stack:
         if problems:
             raise SystemExit("FAIL server logs:\n" + "\n".join(problems[:20]))
         return tolerated
+
+    def new_problems(self, server):
+        """Problem entries `server` logged since the last look at its log."""
+        marks = self.__dict__.setdefault("log_marks", {})
+        text = server.log()
+        new, marks[server] = text[marks.get(server, 0) :], len(text)
+        entries = re.split(r"\n(?=\d{4}-\d\d-\d\d )", new)
+        return [e for e in entries if any(s in e for s in ("over capacity", "Traceback", " ERROR "))]
+
+    def server_versions(self):
+        """The versions of the Redis and PostgreSQL servers measured with."""
+        url = self.database_url.replace("postgres://", "postgresql://")
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            postgresql = conn.execute("SHOW server_version").fetchone()[0]
+        return self.redis.info("server")["redis_version"], postgresql
 
     def stop(self):
         self.redis.close()
@@ -290,7 +306,7 @@ def idle_connections(stack, names, count, idle_seconds):
         figures["redis"][name] = seen["open"][3]
         figures["rate"][name] = opened / result.elapsed if result.elapsed else 0.0
         if result.errors:
-            print(f"# {name}: {len(result.errors)} of {count} sockets failed: {result.errors[:3]}")
+            note(f"{name}: {len(result.errors)} of {count} sockets failed: {result.errors[:3]}")
     row(f"3. idle {count} sockets: failures", figures["failures"], "sockets", "lower")
     row(f"3. idle {count} sockets: RSS per connection", figures["rss"], "KB", "lower")
     row(f"3. idle {count} sockets: idle CPU", figures["cpu"], "% core", "lower")
@@ -341,7 +357,7 @@ def open_dashboards(stack, counts, arrivals):
         pool_errors = stack.check_logs(tolerate="MaxConnectionsError").get("P", 0)
         row(f"4. one arrival, {count} dashboards open: streams dropped", {"P": dropped}, "streams", "lower (0)")
         if dropped or pool_errors:
-            print(f"# WARNING: {dropped} of {count} dashboards dropped, {pool_errors} Redis pool errors in P's log")
+            note(f"WARNING: {dropped} of {count} dashboards dropped, {pool_errors} Redis pool errors in P's log")
         reads = (seen["after"][0] - seen["before"][0]) / arrivals
         sql = (seen["after"][1] - seen["before"][1] - SQL_READ_OVERHEAD[0]) / arrivals
         row(f"4. one arrival, {count} dashboards open: Redis presence reads", {"P": reads}, "reads", "flat in K")
@@ -361,7 +377,7 @@ def heartbeat_cost(stack, sockets, rate, seconds):
     cpu, commands, touches, sql = (a - b for a, b in zip(seen["after"], seen["before"], strict=True))
     sql -= SQL_READ_OVERHEAD[0]
     if touches < sent:
-        print(f"# heartbeats: {sent} sent, {touches} reached Redis")
+        note(f"heartbeats: {sent} sent, {touches} reached Redis")
     row(f"5. heartbeats absorbed, {rate}/s offered", {"P": touches / elapsed}, "beats/s", "higher")
     row("5. server CPU per heartbeat", {"P": 1e6 * cpu / max(touches, 1)}, "us", "lower")
     row("5. Redis commands per heartbeat", {"P": commands / max(touches, 1)}, "cmds", "lower")
@@ -428,17 +444,19 @@ def tracker(stack, seconds):
     )
     row("7. tracker: SQL statements/request", {"P": p.queries}, "queries", "lower")
     row("7. tracker: DB connections opened/request", {"P": p.connections}, "conns", "lower")
-    print(f"# 7. P's connections to the courier after {len(p.latencies)} requests: {kept} open, {closed} closed")
+    note(f"7. P's connections to the courier after {len(p.latencies)} requests: {kept} open, {closed} closed")
     if closed > 10:
         raise SystemExit(f"FAIL tracker: {closed} courier connections closed, not reused")
 
 
 def row(label, figures, unit, better):
     """One table line: a figure per target and P's ratio to B and U."""
-    p, b, u = (figures.get(k, float("nan")) for k in "PBU")
-    ratio_b = p / b if b else float("nan")
-    ratio_u = p / u if u else float("nan")
-    print(f"| {label} | {p:.1f} | {b:.1f} | {u:.1f} | {unit} | {ratio_b:.2f} | {ratio_u:.2f} | {better} |")
+    report.row(label, figures, unit, better)
+
+
+def note(text):
+    """A line under the table (`# text`), kept in results.json."""
+    report.note(text)
 
 
 def main():
@@ -469,10 +487,11 @@ def main():
         rooms=max(r for r, _ in latency_cases) if not quick else max(ramp + [10]),
         orders=order_counts,
     )
+    status = "interrupted"
     try:
+        report.machine = describe_machine(*stack.server_versions())
         mark("servers up")
-        print("| row | P | B | U | unit | P/B | P/U | better |")
-        print("|---|---|---|---|---|---|---|---|")
+        print(HEADER)
         for rooms, rate in latency_cases:
             runs = {n: [] for n in names}
             for _ in range(reps):
@@ -509,7 +528,7 @@ def main():
             pool_errors = {n: errors.get(n, 0) for n in names}
             row(f"3. idle {count} sockets: Redis pool errors in the storms", pool_errors, "errors", "lower (0)")
             if errors:
-                print(f"# WARNING: Redis pool exhausted (MaxConnectionsError) in {errors}; see bench-*.log")
+                note(f"WARNING: Redis pool exhausted (MaxConnectionsError) in {errors}; see bench-*.log")
             if failed.get("P"):
                 raise SystemExit(f"FAIL idle connections: {failed['P']} of P's {count} sockets failed")
         mark("row 3")
@@ -526,8 +545,16 @@ def main():
             mark("row 7")
 
         stack.check_logs()
+        status = "ok"
+    except BaseException as exc:
+        status = str(exc) if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {exc}"
+        raise
     finally:
         stack.stop()
+        mode = "quick" if quick else "full"
+        written = report.write(ARTIFACTS, mode, reps, names, status)
+        paths = [str(p.relative_to(ROOT)) for p in written]
+        print(f"# wrote {', '.join(paths)}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
