@@ -1,6 +1,7 @@
-"""What a bench run leaves behind: every row's figures and the machine they
-were taken on as JSON (results.json), and the table it prints as Markdown
-under a line naming the machine (table.md), ready for the README."""
+"""What a bench run leaves behind: every row's figures, the latency sweep
+and the machine they were taken on as JSON (results.json), and the table it
+prints as Markdown under a line naming the machine (table.md), ready for the
+README."""
 
 import importlib.metadata
 import json
@@ -35,6 +36,8 @@ class Report:
         self.rows, self.notes = [], []
         self.started = datetime.now(UTC)
         self.machine = {}
+        self.sweep = None
+        self.plot = None  # its path, relative to the repository
 
     def row(self, label, figures, unit, better):
         """Print one table line, a figure per target and P's ratios to B and U."""
@@ -66,8 +69,9 @@ class Report:
             f"Python {m.get('python')}, Django {v.get('Django')}, Channels {v.get('channels')}, "
             f"channels-redis {v.get('channels-redis')}, daphne {v.get('daphne')}, Redis {m.get('redis_server')} "
             f"(redis-py {v.get('redis')}), PostgreSQL {m.get('postgresql')}; "
-            f"{self.started:%Y-%m-%d %H:%M} UTC, {mode} run, {reps} repetition{'s' if reps > 1 else ''} "
-            f"(medians), commit {m.get('commit') or 'unknown'}{' (modified)' if m.get('modified') else ''}"
+            f"{self.started:%Y-%m-%d %H:%M} UTC, {mode} run, "
+            f"{f'{reps} repetitions (medians)' if reps > 1 else '1 repetition'}, "
+            f"commit {m.get('commit') or 'unknown'}{' (modified)' if m.get('modified') else ''}"
         )
 
     def write(self, directory, mode, reps, targets, status):
@@ -86,6 +90,8 @@ class Report:
             "machine_line": self.machine_line(mode, reps),
             "rows": self.rows,
             "notes": self.notes,
+            "sweep": self.sweep,
+            "plot": self.plot,
         }
         json_path, table_path = directory / "results.json", directory / "table.md"
         json_path.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")

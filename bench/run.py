@@ -5,8 +5,10 @@ tutorial's chat (B) and a plain `websockets` relay (U), side by side.
     .venv/bin/python -m bench.run --quick    # under a minute: the instrument works
 
 It prints the table and writes it to artifacts/bench/: results.json (every
-row's figures, the machine and the versions measured) and table.md (the
-table under a line naming the machine, for the README).
+row's figures, the sweep's points, the machine and the versions measured)
+and table.md (the table under a line naming the machine, for the README).
+The latency sweep's plot goes to docs/bench-latency.png on a full run and
+to artifacts/bench/latency.png on a quick one.
 
 Loopback only. It starts its own Redis (on a free port), the courier
 stand-in and the servers (P, B, U, and a server with a plain JsonResponse
@@ -25,6 +27,11 @@ repetition and reports medians. Rows:
 6. REST my-orders against the plain view (B's column), same token auth;
 7. the tracker against the courier stand-in called directly (B's column).
 
+Last, latency against load: open-loop runs like row 1's at rising total
+rates, each target's sweep stopping at its first sign of overload (p99 past
+250 ms, a lost message, a failed socket, the offered rate not reached, a
+problem in its server's log), plotted (bench.plot).
+
 SQL is counted from PostgreSQL's own statistics for the bench database
 (transactions: one per statement in autocommit; sessions: new connections).
 
@@ -39,6 +46,7 @@ import argparse
 import asyncio
 import functools
 import json
+import math
 import os
 import re
 import resource
@@ -67,6 +75,7 @@ SERVER_CPU, LOADGEN_CPU = 0, 1
 # (a "lost" message). P runs with the limit out of the way.
 SQL_SETTLE = 0.5  # seconds for the servers' last connections to close and report
 BENCH_LIMITS = {"CHAT_RATE_BURST": "1000000", "CHAT_RATE_PER_SECOND": "1000000"}
+PLOT = ROOT / "docs" / "bench-latency.png"  # a full run's; a quick run's stays in ARTIFACTS
 report = Report()
 
 
@@ -449,6 +458,129 @@ def tracker(stack, seconds):
         raise SystemExit(f"FAIL tracker: {closed} courier connections closed, not reused")
 
 
+SWEEP_P99_LIMIT = 0.25  # seconds, as in row 2
+SWEEP_SHORT_OF_RATE = 0.9  # a point sent at under 90% of its rate was not offered that rate
+SETTLE_LIMIT = 10.0  # seconds to wait for a server to go idle between sweep points
+
+
+def settle(server, limit=SETTLE_LIMIT, interval=0.2, idle=0.1):
+    """Wait (at most `limit` s) until the server uses under `idle` of a core:
+    a backlog from an overloaded point must not weigh on the next."""
+    pid = server.process.pid
+    deadline = time.monotonic() + limit
+    before = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        now = cpu_seconds(pid)
+        if now - before <= idle * interval:
+            return
+        before = now
+
+
+def sweep_run(stack, name, rooms, rate, seconds):
+    """One open-loop run of the sweep. Unlike `measure`, lost messages and
+    failed sockets are results (they end that target's sweep); duplicates
+    still fail the run."""
+    target, server = stack.targets[name]
+    try:
+        result = asyncio.run(loadgen.open_loop(target, rooms=rooms, rate=rate, seconds=seconds))
+    except Exception as exc:  # a refused connection under overload
+        result = loadgen.Result(errors=[f"{type(exc).__name__}: {exc}"])
+    if result.duplicated:
+        raise SystemExit(f"FAIL sweep {name} at {rate} msg/s: {result.duplicated} messages duplicated")
+    settle(server)  # and the disconnects have run, so their log lines are in
+    result.problems = [f"{server.log_path.name}: {e.splitlines()[0]}" for e in stack.new_problems(server)]
+    return result
+
+
+def sweep_point(rate, results):
+    """A target's point at `rate` from its repetitions (medians), and why
+    its sweep stops there (None if it goes on)."""
+    lost, errors = sum(r.lost for r in results), sum(len(r.errors) for r in results)
+    sent_rate = statistics.median(r.sent / r.elapsed if r.elapsed else 0.0 for r in results)
+    problems = [p for r in results for p in r.problems]
+    p50, p99 = (statistics.median(r.percentile(q) for r in results) for q in (0.5, 0.99))
+    point = {
+        "rate": rate,
+        "sent_rate": round(sent_rate, 1),
+        "p50_ms": report_ms(p50),
+        "p99_ms": report_ms(p99),
+        "sent": sum(r.sent for r in results),
+        "lost": lost,
+        "socket_errors": errors,
+        "log_problems": problems[:5],
+        # Latencies of a run that lost messages or was not offered its rate
+        # describe some other load: kept here, not plotted.
+        "valid": not (lost or errors) and sent_rate >= SWEEP_SHORT_OF_RATE * rate and math.isfinite(p99),
+    }
+    if lost or errors:
+        reason = f"{lost} messages lost, {errors} sockets failed at {rate} msg/s"
+    elif not point["valid"]:
+        reason = f"offered only {sent_rate:.0f} of {rate} msg/s"
+    elif problems:
+        reason = f"problems in its log at {rate} msg/s ({problems[0]})"
+    elif p99 > SWEEP_P99_LIMIT:
+        reason = f"p99 {1000 * p99:.0f} ms at {rate} msg/s"
+    else:
+        reason = None
+    return point, reason
+
+
+def report_ms(seconds):
+    return round(1000 * seconds, 3) if math.isfinite(seconds) else None
+
+
+def latency_sweep(stack, names, rooms, rates, seconds, reps, budget):
+    """Latency against load: open-loop runs (row 1's) at each total rate in
+    `rates`, the targets interleaved in each repetition, until each target
+    stops (`sweep_point`). No new rate starts after `budget` seconds."""
+    points, stopped = {n: [] for n in names}, {}
+    started = time.monotonic()
+    for name in names:  # what the rows before left running winds down first
+        settle(stack.targets[name][1])
+    per_point = seconds + 1.5  # the run, its sockets' opening and closing, the join events
+    note(
+        f"latency sweep: {', '.join(map(str, rates))} msg/s over {rooms} rooms, {seconds:g} s per point, "
+        f"{reps} repetition(s): about {len(rates) * len(names) * reps * per_point:.0f} s if no target stops "
+        f"early; no new rate after {budget:.0f} s"
+    )
+    for rate in rates:
+        active = [n for n in names if n not in stopped]
+        if not active:
+            break
+        if time.monotonic() - started > budget:
+            for name in active:
+                stopped[name] = f"time budget ({budget:.0f} s) spent before {rate} msg/s"
+            break
+        runs = {n: [] for n in active}
+        for _ in range(reps):
+            for name in active:
+                runs[name].append(sweep_run(stack, name, rooms, rate, seconds))
+        for name in active:
+            point, reason = sweep_point(rate, runs[name])
+            points[name].append(point)
+            note(
+                f"sweep {name} {rate} msg/s: p50 {point['p50_ms']} ms, p99 {point['p99_ms']} ms, "
+                f"sent {point['sent_rate']} msg/s, lost {point['lost']}"
+            )
+            if reason:
+                stopped[name] = reason
+                note(f"sweep {name} stops: {reason}")
+    elapsed = time.monotonic() - started
+    note(f"latency sweep took {elapsed:.1f} s")
+    return {
+        "rooms": rooms,
+        "rates": rates,
+        "seconds_per_point": seconds,
+        "repetitions": reps,
+        "p99_limit_ms": 1000 * SWEEP_P99_LIMIT,
+        "budget_s": budget,
+        "elapsed_s": round(elapsed, 1),
+        "points": points,
+        "stopped": stopped,
+    }
+
+
 def row(label, figures, unit, better):
     """One table line: a figure per target and P's ratio to B and U."""
     report.row(label, figures, unit, better)
@@ -476,6 +608,8 @@ def main():
     present, unrelated = ([1000], [0, 10000]) if quick else ([1000, 10000, 100000], [0, 100000])
     order_counts = [10, 100] if quick else [10, 100, 1000]
     http_seconds = 0.5 if quick else 10
+    # The sweep: (rooms, total rates in msg/s, seconds per point, budget in s).
+    sweep = (4, [25, 100], 0.5, 15) if quick else (100, [100, 200, 500, 1000, 2000, 5000], 5, 600)
     names = args.targets.split(",")
     raise_file_limit()
     started = time.monotonic()
@@ -543,6 +677,10 @@ def main():
             mark("row 6")
             tracker(stack, http_seconds)
             mark("row 7")
+        # Last: it takes each target into overload, which must not weigh on the rows.
+        rooms, rates, point_seconds, budget = sweep
+        report.sweep = latency_sweep(stack, names, rooms, rates, point_seconds, reps, budget)
+        mark("latency sweep")
 
         stack.check_logs()
         status = "ok"
@@ -552,8 +690,14 @@ def main():
     finally:
         stack.stop()
         mode = "quick" if quick else "full"
+        if status == "ok" and report.sweep:
+            from .plot import latency_plot  # matplotlib, a dev dependency, only once there is something to draw
+
+            path = ARTIFACTS / "latency.png" if quick else PLOT
+            plot = latency_plot(report.sweep, path, report.machine_line(mode, reps))
+            report.plot = str(plot.relative_to(ROOT))
         written = report.write(ARTIFACTS, mode, reps, names, status)
-        paths = [str(p.relative_to(ROOT)) for p in written]
+        paths = [str(p.relative_to(ROOT)) for p in written] + ([report.plot] if report.plot else [])
         print(f"# wrote {', '.join(paths)}", file=sys.stderr, flush=True)
 
 
