@@ -15,7 +15,7 @@ def latency_plot(sweep, path, caption):
     where a target lost messages, had a socket fail or was not offered the
     full rate are not drawn (their latencies mean nothing); the reasons each
     target stopped are listed under the plot with `caption`."""
-    fig, ax = plt.subplots(figsize=(9, 6), dpi=120)
+    fig, ax = plt.subplots(figsize=(11, 6), dpi=120)
     for name, points in sweep["points"].items():
         drawn = [p for p in points if p["valid"]]
         if not drawn:
@@ -42,7 +42,7 @@ def latency_plot(sweep, path, caption):
     ax.set_title(title + f", median of {sweep['repetitions']}" if sweep["repetitions"] > 1 else title)
     ax.grid(True, which="major", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small", loc="best")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: never over a curve
     stops = [f"{NAMES.get(n, n)}: {reason}" for n, reason in sweep["stopped"].items()]
     footer = "\n".join(
         ["Stopped: " + "; ".join(stops) if stops else "No target stopped before the last rate.", caption]

@@ -497,7 +497,8 @@ def sweep_point(rate, results):
     """A target's point at `rate` from its repetitions (medians), and why
     its sweep stops there (None if it goes on)."""
     lost, errors = sum(r.lost for r in results), sum(len(r.errors) for r in results)
-    sent_rate = statistics.median(r.sent / r.elapsed if r.elapsed else 0.0 for r in results)
+    # n messages paced at `rate` span (n - 1) / rate seconds
+    sent_rate = statistics.median((r.sent - 1) / r.elapsed if r.elapsed else 0.0 for r in results)
     problems = [p for r in results for p in r.problems]
     p50, p99 = (statistics.median(r.percentile(q) for r in results) for q in (0.5, 0.99))
     point = {
