@@ -2,7 +2,13 @@
 tutorial's chat (B) and a plain `websockets` relay (U), side by side.
 
     .venv/bin/python -m bench.run            # full run, many minutes
-    .venv/bin/python -m bench.run --quick    # under a minute: the instrument works
+    .venv/bin/python -m bench.run --quick    # about a minute: the instrument works
+
+It prints the table and writes it to artifacts/bench/: results.json (every
+row's figures, the sweep's points, the machine and the versions measured)
+and table.md (the table under a line naming the machine, for the README).
+The latency sweep's plot goes to docs/bench-latency.png on a full run and
+to artifacts/bench/latency.png on a quick one.
 
 Loopback only. It starts its own Redis (on a free port), the courier
 stand-in and the servers (P, B, U, and a server with a plain JsonResponse
@@ -21,6 +27,11 @@ repetition and reports medians. Rows:
 6. REST my-orders against the plain view (B's column), same token auth;
 7. the tracker against the courier stand-in called directly (B's column).
 
+Last, latency against load: open-loop runs like row 1's at rising total
+rates, each target's sweep stopping at its first sign of overload (p99 past
+250 ms, a lost message, a failed socket, the offered rate not reached, a
+problem in its server's log), plotted (bench.plot).
+
 SQL is counted from PostgreSQL's own statistics for the bench database
 (transactions: one per statement in autocommit; sessions: new connections).
 
@@ -35,6 +46,7 @@ import argparse
 import asyncio
 import functools
 import json
+import math
 import os
 import re
 import resource
@@ -49,6 +61,7 @@ import psycopg.sql
 import redis
 
 from . import loadgen, rows
+from .report import ARTIFACTS, HEADER, Report, describe_machine
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -62,6 +75,8 @@ SERVER_CPU, LOADGEN_CPU = 0, 1
 # (a "lost" message). P runs with the limit out of the way.
 SQL_SETTLE = 0.5  # seconds for the servers' last connections to close and report
 BENCH_LIMITS = {"CHAT_RATE_BURST": "1000000", "CHAT_RATE_PER_SECOND": "1000000"}
+PLOT = ROOT / "docs" / "bench-latency.png"  # a full run's; a quick run's stays in ARTIFACTS
+report = Report()
 
 
 def cpu_seconds(pid):
@@ -233,13 +248,8 @@ class Stack:
         traceback with the line that announced it). Entries mentioning
         `tolerate` are counted instead, per server name, and returned."""
         problems, tolerated = [], {}
-        marks = self.__dict__.setdefault("log_marks", {})
         for server in self.procs:
-            text = server.log()
-            new, marks[server] = text[marks.get(server, 0) :], len(text)
-            for entry in re.split(r"\n(?=\d{4}-\d\d-\d\d )", new):
-                if not any(s in entry for s in ("over capacity", "Traceback", " ERROR ")):
-                    continue
+            for entry in self.new_problems(server):
                 name = server.log_path.stem.removeprefix("bench-")
                 if tolerate and tolerate in entry:
                     tolerated[name] = tolerated.get(name, 0) + 1
@@ -248,6 +258,21 @@ class Stack:
         if problems:
             raise SystemExit("FAIL server logs:\n" + "\n".join(problems[:20]))
         return tolerated
+
+    def new_problems(self, server):
+        """Problem entries `server` logged since the last look at its log."""
+        marks = self.__dict__.setdefault("log_marks", {})
+        text = server.log()
+        new, marks[server] = text[marks.get(server, 0) :], len(text)
+        entries = re.split(r"\n(?=\d{4}-\d\d-\d\d )", new)
+        return [e for e in entries if any(s in e for s in ("over capacity", "Traceback", " ERROR "))]
+
+    def server_versions(self):
+        """The versions of the Redis and PostgreSQL servers measured with."""
+        url = self.database_url.replace("postgres://", "postgresql://")
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            postgresql = conn.execute("SHOW server_version").fetchone()[0]
+        return self.redis.info("server")["redis_version"], postgresql
 
     def stop(self):
         self.redis.close()
@@ -290,7 +315,7 @@ def idle_connections(stack, names, count, idle_seconds):
         figures["redis"][name] = seen["open"][3]
         figures["rate"][name] = opened / result.elapsed if result.elapsed else 0.0
         if result.errors:
-            print(f"# {name}: {len(result.errors)} of {count} sockets failed: {result.errors[:3]}")
+            note(f"{name}: {len(result.errors)} of {count} sockets failed: {result.errors[:3]}")
     row(f"3. idle {count} sockets: failures", figures["failures"], "sockets", "lower")
     row(f"3. idle {count} sockets: RSS per connection", figures["rss"], "KB", "lower")
     row(f"3. idle {count} sockets: idle CPU", figures["cpu"], "% core", "lower")
@@ -341,7 +366,7 @@ def open_dashboards(stack, counts, arrivals):
         pool_errors = stack.check_logs(tolerate="MaxConnectionsError").get("P", 0)
         row(f"4. one arrival, {count} dashboards open: streams dropped", {"P": dropped}, "streams", "lower (0)")
         if dropped or pool_errors:
-            print(f"# WARNING: {dropped} of {count} dashboards dropped, {pool_errors} Redis pool errors in P's log")
+            note(f"WARNING: {dropped} of {count} dashboards dropped, {pool_errors} Redis pool errors in P's log")
         reads = (seen["after"][0] - seen["before"][0]) / arrivals
         sql = (seen["after"][1] - seen["before"][1] - SQL_READ_OVERHEAD[0]) / arrivals
         row(f"4. one arrival, {count} dashboards open: Redis presence reads", {"P": reads}, "reads", "flat in K")
@@ -361,7 +386,7 @@ def heartbeat_cost(stack, sockets, rate, seconds):
     cpu, commands, touches, sql = (a - b for a, b in zip(seen["after"], seen["before"], strict=True))
     sql -= SQL_READ_OVERHEAD[0]
     if touches < sent:
-        print(f"# heartbeats: {sent} sent, {touches} reached Redis")
+        note(f"heartbeats: {sent} sent, {touches} reached Redis")
     row(f"5. heartbeats absorbed, {rate}/s offered", {"P": touches / elapsed}, "beats/s", "higher")
     row("5. server CPU per heartbeat", {"P": 1e6 * cpu / max(touches, 1)}, "us", "lower")
     row("5. Redis commands per heartbeat", {"P": commands / max(touches, 1)}, "cmds", "lower")
@@ -428,17 +453,143 @@ def tracker(stack, seconds):
     )
     row("7. tracker: SQL statements/request", {"P": p.queries}, "queries", "lower")
     row("7. tracker: DB connections opened/request", {"P": p.connections}, "conns", "lower")
-    print(f"# 7. P's connections to the courier after {len(p.latencies)} requests: {kept} open, {closed} closed")
+    note(f"7. P's connections to the courier after {len(p.latencies)} requests: {kept} open, {closed} closed")
     if closed > 10:
         raise SystemExit(f"FAIL tracker: {closed} courier connections closed, not reused")
 
 
+SWEEP_P99_LIMIT = 0.25  # seconds, as in row 2
+SWEEP_SHORT_OF_RATE = 0.9  # a point sent at under 90% of its rate was not offered that rate
+SETTLE_LIMIT = 10.0  # seconds to wait for a server to go idle between sweep points
+
+
+def settle(server, limit=SETTLE_LIMIT, interval=0.2, idle=0.1):
+    """Wait (at most `limit` s) until the server uses under `idle` of a core:
+    a backlog from an overloaded point must not weigh on the next."""
+    pid = server.process.pid
+    deadline = time.monotonic() + limit
+    before = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        now = cpu_seconds(pid)
+        if now - before <= idle * interval:
+            return
+        before = now
+
+
+def sweep_run(stack, name, rooms, rate, seconds):
+    """One open-loop run of the sweep. Unlike `measure`, lost messages and
+    failed sockets are results (they end that target's sweep); duplicates
+    still fail the run."""
+    target, server = stack.targets[name]
+    try:
+        result = asyncio.run(loadgen.open_loop(target, rooms=rooms, rate=rate, seconds=seconds))
+    except Exception as exc:  # a refused connection under overload
+        result = loadgen.Result(errors=[f"{type(exc).__name__}: {exc}"])
+    if result.duplicated:
+        raise SystemExit(f"FAIL sweep {name} at {rate} msg/s: {result.duplicated} messages duplicated")
+    settle(server)  # and the disconnects have run, so their log lines are in
+    result.problems = [f"{server.log_path.name}: {e.splitlines()[0]}" for e in stack.new_problems(server)]
+    return result
+
+
+def sweep_point(rate, results):
+    """A target's point at `rate` from its repetitions (medians), and why
+    its sweep stops there (None if it goes on)."""
+    lost, errors = sum(r.lost for r in results), sum(len(r.errors) for r in results)
+    # n messages paced at `rate` span (n - 1) / rate seconds
+    sent_rate = statistics.median((r.sent - 1) / r.elapsed if r.elapsed else 0.0 for r in results)
+    problems = [p for r in results for p in r.problems]
+    p50, p99 = (statistics.median(r.percentile(q) for r in results) for q in (0.5, 0.99))
+    point = {
+        "rate": rate,
+        "sent_rate": round(sent_rate, 1),
+        "p50_ms": report_ms(p50),
+        "p99_ms": report_ms(p99),
+        "sent": sum(r.sent for r in results),
+        "lost": lost,
+        "socket_errors": errors,
+        "log_problems": problems[:5],
+        # Latencies of a run that lost messages or was not offered its rate
+        # describe some other load: kept here, not plotted.
+        "valid": not (lost or errors) and sent_rate >= SWEEP_SHORT_OF_RATE * rate and math.isfinite(p99),
+    }
+    if lost or errors:
+        reason = f"{lost} messages lost, {errors} sockets failed at {rate} msg/s"
+    elif not point["valid"]:
+        reason = f"offered only {sent_rate:.0f} of {rate} msg/s"
+    elif problems:
+        reason = f"problems in its log at {rate} msg/s ({problems[0]})"
+    elif p99 > SWEEP_P99_LIMIT:
+        reason = f"p99 {1000 * p99:.0f} ms at {rate} msg/s"
+    else:
+        reason = None
+    return point, reason
+
+
+def report_ms(seconds):
+    return round(1000 * seconds, 3) if math.isfinite(seconds) else None
+
+
+def latency_sweep(stack, names, rooms, rates, seconds, reps, budget):
+    """Latency against load: open-loop runs (row 1's) at each total rate in
+    `rates`, the targets interleaved in each repetition, until each target
+    stops (`sweep_point`). No new rate starts after `budget` seconds."""
+    points, stopped = {n: [] for n in names}, {}
+    started = time.monotonic()
+    for name in names:  # what the rows before left running winds down first
+        settle(stack.targets[name][1])
+    per_point = seconds + 1.5  # the run, its sockets' opening and closing, the join events
+    note(
+        f"latency sweep: {', '.join(map(str, rates))} msg/s over {rooms} rooms, {seconds:g} s per point, "
+        f"{reps} repetition(s): about {len(rates) * len(names) * reps * per_point:.0f} s if no target stops "
+        f"early; no new rate after {budget:.0f} s"
+    )
+    for rate in rates:
+        active = [n for n in names if n not in stopped]
+        if not active:
+            break
+        if time.monotonic() - started > budget:
+            for name in active:
+                stopped[name] = f"time budget ({budget:.0f} s) spent before {rate} msg/s"
+            break
+        runs = {n: [] for n in active}
+        for _ in range(reps):
+            for name in active:
+                runs[name].append(sweep_run(stack, name, rooms, rate, seconds))
+        for name in active:
+            point, reason = sweep_point(rate, runs[name])
+            points[name].append(point)
+            note(
+                f"sweep {name} {rate} msg/s: p50 {point['p50_ms']} ms, p99 {point['p99_ms']} ms, "
+                f"sent {point['sent_rate']} msg/s, lost {point['lost']}"
+            )
+            if reason:
+                stopped[name] = reason
+                note(f"sweep {name} stops: {reason}")
+    elapsed = time.monotonic() - started
+    note(f"latency sweep took {elapsed:.1f} s")
+    return {
+        "rooms": rooms,
+        "rates": rates,
+        "seconds_per_point": seconds,
+        "repetitions": reps,
+        "p99_limit_ms": 1000 * SWEEP_P99_LIMIT,
+        "budget_s": budget,
+        "elapsed_s": round(elapsed, 1),
+        "points": points,
+        "stopped": stopped,
+    }
+
+
 def row(label, figures, unit, better):
     """One table line: a figure per target and P's ratio to B and U."""
-    p, b, u = (figures.get(k, float("nan")) for k in "PBU")
-    ratio_b = p / b if b else float("nan")
-    ratio_u = p / u if u else float("nan")
-    print(f"| {label} | {p:.1f} | {b:.1f} | {u:.1f} | {unit} | {ratio_b:.2f} | {ratio_u:.2f} | {better} |")
+    report.row(label, figures, unit, better)
+
+
+def note(text):
+    """A line under the table (`# text`), kept in results.json."""
+    report.note(text)
 
 
 def main():
@@ -458,6 +609,8 @@ def main():
     present, unrelated = ([1000], [0, 10000]) if quick else ([1000, 10000, 100000], [0, 100000])
     order_counts = [10, 100] if quick else [10, 100, 1000]
     http_seconds = 0.5 if quick else 10
+    # The sweep: (rooms, total rates in msg/s, seconds per point, budget in s).
+    sweep = (4, [25, 100], 0.5, 15) if quick else (100, [100, 200, 500, 1000, 2000, 5000], 5, 600)
     names = args.targets.split(",")
     raise_file_limit()
     started = time.monotonic()
@@ -469,10 +622,11 @@ def main():
         rooms=max(r for r, _ in latency_cases) if not quick else max(ramp + [10]),
         orders=order_counts,
     )
+    status = "interrupted"
     try:
+        report.machine = describe_machine(*stack.server_versions())
         mark("servers up")
-        print("| row | P | B | U | unit | P/B | P/U | better |")
-        print("|---|---|---|---|---|---|---|---|")
+        print(HEADER)
         for rooms, rate in latency_cases:
             runs = {n: [] for n in names}
             for _ in range(reps):
@@ -509,7 +663,7 @@ def main():
             pool_errors = {n: errors.get(n, 0) for n in names}
             row(f"3. idle {count} sockets: Redis pool errors in the storms", pool_errors, "errors", "lower (0)")
             if errors:
-                print(f"# WARNING: Redis pool exhausted (MaxConnectionsError) in {errors}; see bench-*.log")
+                note(f"WARNING: Redis pool exhausted (MaxConnectionsError) in {errors}; see bench-*.log")
             if failed.get("P"):
                 raise SystemExit(f"FAIL idle connections: {failed['P']} of P's {count} sockets failed")
         mark("row 3")
@@ -524,10 +678,28 @@ def main():
             mark("row 6")
             tracker(stack, http_seconds)
             mark("row 7")
+        # Last: it takes each target into overload, which must not weigh on the rows.
+        rooms, rates, point_seconds, budget = sweep
+        report.sweep = latency_sweep(stack, names, rooms, rates, point_seconds, reps, budget)
+        mark("latency sweep")
 
         stack.check_logs()
+        status = "ok"
+    except BaseException as exc:
+        status = str(exc) if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {exc}"
+        raise
     finally:
         stack.stop()
+        mode = "quick" if quick else "full"
+        if status == "ok" and report.sweep:
+            from .plot import latency_plot  # matplotlib, a dev dependency, only once there is something to draw
+
+            path = ARTIFACTS / "latency.png" if quick else PLOT
+            plot = latency_plot(report.sweep, path, report.machine_line(mode, reps))
+            report.plot = str(plot.relative_to(ROOT))
+        written = report.write(ARTIFACTS, mode, reps, names, status)
+        paths = [str(p.relative_to(ROOT)) for p in written] + ([report.plot] if report.plot else [])
+        print(f"# wrote {', '.join(paths)}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
