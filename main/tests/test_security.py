@@ -12,8 +12,9 @@
    every way a token travels; also test_mobile_api.py::
    test_no_token_or_password_in_the_server_log and test_mobile_auth.py::
    test_no_token_in_our_logs / test_access_logs_show_no_query_string. nginx's
-   access log (deploy/nginx.conf): test_deploy.py::
-   test_nginx_spreads_requests_over_workers_and_no_log_shows_the_query_string.
+   logs (deploy/nginx.conf): test_deploy.py::
+   test_nginx_spreads_requests_over_workers_and_no_log_shows_the_query_string
+   and test_no_nginx_log_shows_a_token_when_a_worker_is_down_or_a_file_missing.
 3. The tracker never follows a redirect off the courier's host: here, the
    other host is a live server that counts its hits (test_mobile_tracker.py's
    `redirect-away` case points at an unresolvable name, which a followed
@@ -22,7 +23,8 @@
 4. Every user-controlled string is rendered as text on the chat page and the
    employees' dashboard: here (names, emails, product names, messages); the
    message alone also in test_chat_browser.py.
-5. Password guessing is throttled: test_mobile_api.py::
+5. Password guessing is throttled, on the login page too (one budget with
+   the mobile API): here; the mobile API: test_mobile_api.py::
    test_login_attempts_are_throttled / test_the_login_throttle_is_shared_by_server_processes,
    test_api_auth.py::test_http_basic_guesses_are_throttled /
    test_a_forged_forwarded_for_header_does_not_reset_the_count.
@@ -82,20 +84,26 @@ def http(method, url, headers=None, data=None):
             return error.code, error.headers, error.read()
 
 
-def login_on_the_page(server, email, password=PASSWORD):
-    """Log in through the real login page (CSRF token and all): the
-    session cookie's value, and the Set-Cookie header that set it."""
+def login_attempt(server, email, password):
+    """One attempt on the real login page, as a browser makes it (the form's
+    CSRF token and cookie first): the answer to the POST."""
     status, headers, body = http("GET", f"{server.url}/login/")
     assert status == 200
     csrf_cookie = re.search(r"csrftoken=([^;]+)", headers["Set-Cookie"]).group(1)
     csrf = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', body).group(1).decode()
     form = urllib.parse.urlencode({"username": email, "password": password, "csrfmiddlewaretoken": csrf})
-    status, headers, _ = http(
+    return http(
         "POST",
         f"{server.url}/login/",
         headers={"Cookie": f"csrftoken={csrf_cookie}", "Content-Type": "application/x-www-form-urlencoded"},
         data=form.encode(),
     )
+
+
+def login_on_the_page(server, email, password=PASSWORD):
+    """Log in through the real login page: the session cookie's value, and
+    the Set-Cookie header that set it."""
+    status, headers, _ = login_attempt(server, email, password)
     assert status == 302 and headers["Location"] == "/", "the login page did not log in"
     set_cookie = next(v for v in headers.get_all("Set-Cookie") if v.startswith("sessionid="))
     return re.match(r"sessionid=([^;]+)", set_cookie).group(1), set_cookie
@@ -249,6 +257,41 @@ def test_the_tracker_never_follows_a_redirect_off_the_couriers_host(app, standin
         elsewhere.stop()
 
 
+# --- 5. Password guessing on the login page ------------------------------------------
+
+
+def without_csrf_token(body):
+    return re.sub(rb'name="csrfmiddlewaretoken" value="[^"]+"', b"", body)
+
+
+def test_wrong_passwords_on_the_login_page_spend_the_login_throttle(app, clean, people):
+    email = people[0].email
+    # People logging in spend none of their address's budget...
+    for _ in range(mobile_servers.LOGIN_RATE + 1):
+        assert login_attempt(app, email, PASSWORD)[0] == 302
+    # ...wrong passwords do: past the budget even the right one is refused,
+    # before it is checked (the same answer as a wrong one).
+    for n in range(mobile_servers.LOGIN_RATE):
+        status, _, body = login_attempt(app, email, f"guess{n}")
+        assert status == 200 and b"didn't match" in body
+    right, wrong = login_attempt(app, email, PASSWORD), login_attempt(app, email, "guess-again")
+    for status, headers, body in (right, wrong):
+        assert status == 429 and int(headers["Retry-After"]) > 0 and b"Too many failed logins" in body
+        assert not [c for c in headers.get_all("Set-Cookie") or () if c.startswith("sessionid=")]
+    assert without_csrf_token(right[2]) == without_csrf_token(wrong[2])
+    # One budget with the mobile API's token login.
+    login = json.dumps({"username": email, "password": PASSWORD}).encode()
+    assert http("POST", f"{app.url}/mobile-api/auth/", {"Content-Type": "application/json"}, login)[0] == 429
+
+
+def test_mobile_login_attempts_spend_the_login_pages_budget(app, clean, people):
+    email = people[0].email
+    login = json.dumps({"username": email, "password": "guess"}).encode()
+    for _ in range(mobile_servers.LOGIN_RATE):
+        assert http("POST", f"{app.url}/mobile-api/auth/", {"Content-Type": "application/json"}, login)[0] == 400
+    assert login_attempt(app, email, PASSWORD)[0] == 429
+
+
 # --- 6. Another customer's order id, on every route that takes one ------------------
 
 
@@ -313,13 +356,13 @@ def test_every_route_that_takes_a_parameter_is_known_to_name_an_order_or_not():
     assert set(ORDER_ROUTES) <= set(routes())
 
 
-def normalised(answer, order_id):
-    """An answer with the order id that was asked for (in a path, as in a
-    redirect to the login page) taken out."""
+def normalised(answer, path):
+    """An answer with the path that was asked for (as in a redirect to the
+    login page, plain or quoted) taken out."""
     status, headers, body = answer
 
     def out(text):
-        return text.replace(f"/{order_id}/", "/{id}/").replace(f"%2F{order_id}%2F", "%2F{id}%2F")
+        return text.replace(path, "{path}").replace(urllib.parse.quote(path, safe=""), "{path}")
 
     ignored = {"date", "set-cookie", "vary", "content-length"}
     kept = sorted((k.lower(), out(v)) for k, v in headers.items() if k.lower() not in ignored)
@@ -367,13 +410,13 @@ def test_another_customers_order_is_refused_everywhere(app, standin, clean, peop
 
     for (kind, route), template in ORDER_ROUTES.items():
         for creds in credentials:
-            janes = ask(app, kind, url((kind, route), janes_order.pk), creds)
-            nobodys = ask(app, kind, url((kind, route), missing), creds)
+            janes_path, nobodys_path = url((kind, route), janes_order.pk), url((kind, route), missing)
+            janes, nobodys = ask(app, kind, janes_path, creds), ask(app, kind, nobodys_path, creds)
             where = f"{template} with {creds['name']}"
             assert janes[0] in (302, 403, 404), f"{where}: {janes[0]} for another customer's order"
             if janes[0] == 302:  # to a login page, not into the order
                 assert "/login/" in janes[1]["Location"], f"{where}: redirected to {janes[1]['Location']}"
-            assert normalised(janes, janes_order.pk) == normalised(nobodys, missing), (
+            assert normalised(janes, janes_path) == normalised(nobodys, nobodys_path), (
                 f"{where}: another customer's order is told apart from a missing one"
             )
     # Nothing was asked of the courier for Jane's order, nor chat state left.
