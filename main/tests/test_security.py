@@ -364,7 +364,7 @@ def normalised(answer, path):
     def out(text):
         return text.replace(path, "{path}").replace(urllib.parse.quote(path, safe=""), "{path}")
 
-    ignored = {"date", "set-cookie", "vary", "content-length"}
+    ignored = {"date", "expires", "set-cookie", "vary", "content-length"}  # per response
     kept = sorted((k.lower(), out(v)) for k, v in headers.items() if k.lower() not in ignored)
     return status, kept, out(body.decode("utf-8", "replace"))
 
