@@ -1,5 +1,5 @@
-"""Password attempts on the mobile API, throttled (imported by DRF's
-settings, so it must not import DRF's views)."""
+"""Password attempts, throttled: on the mobile API and on the login page
+(imported by DRF's settings, so it must not import DRF's views)."""
 
 from rest_framework import exceptions
 from rest_framework.authentication import BasicAuthentication, get_authorization_header
@@ -14,6 +14,24 @@ class LoginAttemptThrottle(SimpleRateThrottle):
 
     def get_cache_key(self, request, view):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class LoginPageThrottle(LoginAttemptThrottle):
+    """The same budget, for the login page (main/views.py): allow_request
+    only looks, and count_failure counts a wrong password, so people who log
+    in do not use up their address's budget."""
+
+    def throttle_success(self):
+        return True
+
+    def count_failure(self):
+        if self.rate is None:  # no limit
+            return
+        # As the count is now: other attempts may have been counted while
+        # this one's password was checked.
+        self.history = self.cache.get(self.key, [])
+        self.now = self.timer()
+        super().throttle_success()
 
 
 class ThrottledBasicAuthentication(BasicAuthentication):

@@ -20,7 +20,8 @@ Failure modes, to exercise the tracker's error handling:
     garbage   bytes that are not HTTP at all, then close
     close     close the connection without answering
     huge      a 1 MB body
-    redirect-away / redirect-home   a 302 to another host / to /track/ on this one
+    redirect-away / redirect-home   a 302 to another host (the order's `location`,
+              by default an unresolvable one) / to /track/ on this one
 `delay` (seconds) is waited before answering; `hang` waits forever.
 """
 
@@ -52,6 +53,7 @@ class Courier:
             "delay": own.get("delay", self.config["delay"]),
             "mode": own.get("mode", self.config["mode"]),
             "status": own.get("status", default_status(order_id)),
+            "location": own.get("location", f"http://courier.example.invalid/track/{order_id}"),
         }
 
     async def track(self, request):
@@ -78,7 +80,7 @@ class Courier:
         if mode == "huge":
             return web.Response(body=b"x" * 1_000_000, content_type="text/plain")
         if mode == "redirect-away":
-            raise web.HTTPFound(f"http://courier.example.invalid/track/{order_id}")
+            raise web.HTTPFound(conf["location"])
         if mode == "redirect-home":
             self.config["orders"].setdefault(str(order_id), {})["mode"] = "ok"
             raise web.HTTPFound(f"/track/{order_id}")

@@ -6,7 +6,7 @@ from . import endpoints, views
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("my-orders/", views.my_orders, name="my_orders"),
     path("customer-service/", views.dashboard, name="cs_main"),

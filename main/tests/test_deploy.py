@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 
 import pytest
@@ -61,6 +62,31 @@ def test_nginx_spreads_requests_over_workers_and_no_log_shows_the_query_string(p
     assert "s3cret" not in access_log
     for worker in workers:  # daphne's own access log
         assert '"GET /login/"' in worker.log() and "s3cret" not in worker.log()
+
+
+def test_no_nginx_log_shows_a_token_when_a_worker_is_down_or_a_file_missing(daphne_server, tmp_path):
+    """nginx puts the whole request line in its error-level lines: a worker
+    that is down (a restart, a crash) or a missing static file must not
+    write the query string to any log."""
+    worker, down = daphne_server(), servers.free_port()
+    port = servers.free_port()
+    config = nginx_config(tmp_path, port, [down, worker.port])
+    proxy = servers.Server([NGINX, "-c", str(config)], port, log_path=tmp_path / "nginx.out")
+    try:
+        for _ in range(4):  # nginx tries the worker that is down on some, then the other
+            with urllib.request.urlopen(f"{proxy.url}/login/?token=s3cret-token", timeout=10) as response:
+                assert response.status == 200
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"{proxy.url}/static/missing.css?token=s3cret-token", timeout=10)
+        assert missing.value.code in (403, 404)
+    finally:
+        proxy.stop()
+    logs = {path.name: path.read_text() for path in tmp_path.iterdir() if path.suffix in (".log", ".out")}
+    assert "booktime.access.log" in logs and "error.log" in logs
+    for name, text in logs.items():
+        assert "s3cret" not in text, f"{name}: {text}"
+    # The worker that was down still shows, in the access log.
+    assert f"upstream=127.0.0.1:{down}, 127.0.0.1:{worker.port} upstream_status=502, 200" in logs["booktime.access.log"]
 
 
 def test_check_deploy_is_clean_with_production_settings():
