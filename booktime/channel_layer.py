@@ -1,10 +1,23 @@
-"""The channel layer we ship: channels_redis's RedisChannelLayer whose Redis
-pool makes a command wait for a free connection when all are busy. redis-py's
-plain async pool raises MaxConnectionsError at once instead, which failed
-handshakes and disconnects in a burst of sockets connecting together."""
+"""The channel layers we ship (settings.CHANNEL_LAYER picks one):
+
+- PubSubChannelLayer, the default: channels_redis's pub/sub layer, which also
+  tells its consumers when its subscription to Redis broke;
+- WaitingRedisChannelLayer: channels_redis's RedisChannelLayer (a list per
+  channel in Redis, capacity and group expiry) whose Redis pool makes a
+  command wait for a free connection when all are busy. redis-py's plain async
+  pool raises MaxConnectionsError at once instead, which failed handshakes and
+  disconnects in a burst of sockets connecting together.
+"""
+
+import asyncio
+import logging
 
 import redis.asyncio as redis
 from channels_redis.core import RedisChannelLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisSingleShardConnection
+from redis.asyncio.client import PubSub
+
+logger = logging.getLogger(__name__)
 
 POOL_TIMEOUT = 5.0  # seconds a command may wait for a pooled connection
 
@@ -15,3 +28,85 @@ class WaitingRedisChannelLayer(RedisChannelLayer):
         if "address" not in host:  # Sentinel and other forms: channels_redis's own pool
             return super().create_pool(index)
         return redis.BlockingConnectionPool.from_url(host.pop("address"), timeout=POOL_TIMEOUT, **host)
+
+
+# --- The pub/sub layer ----------------------------------------------------------
+
+# The message every local channel gets when the layer's subscription to Redis
+# was broken: anything published meanwhile never reached this process.
+LOST = {"type": "channel_layer.lost"}
+
+
+class PubSubChannelLayer(RedisPubSubChannelLayer):
+    """channels_redis's pub/sub layer (one subscription per process, messages
+    pushed to it), which also tells its consumers when that subscription
+    broke. redis-py reconnects and subscribes again on its own, silently, and
+    what was published in between is gone; so each channel in the process
+    gets LOST (ChatConsumer closes its socket with 1011, and the client
+    resumes from the database, as after a worker restart)."""
+
+    def _get_layer(self):
+        loop = asyncio.get_running_loop()
+        new = loop not in self._layers
+        layer = super()._get_layer()
+        if new:
+            layer._shards = [_Shard(shard.host, layer) for shard in layer._shards]
+        return layer
+
+
+class _Shard(RedisSingleShardConnection):
+    told = False  # the channels were told of the current outage already
+
+    def _ensure_redis(self):
+        if self._redis is None:
+            super()._ensure_redis()
+            self._pubsub = _PubSub(self._redis.connection_pool, on_reconnect=self._reconnected)
+
+    def _reconnected(self):
+        # Either the end of an outage the channels were told of, or a break
+        # redis-py mended by itself, which nobody has heard of yet.
+        if self.told:
+            self.told = False
+        else:
+            self._lost()
+
+    def _lost(self):
+        layer = self.channel_layer
+        logger.warning("Channel layer: the Redis subscription broke; telling %d channels", len(layer.channels))
+        message = layer.channel_layer.serialize(LOST)
+        for queue in layer.channels.values():
+            queue.put_nowait(message)
+
+    async def _do_receiving(self):
+        # channels_redis's loop, with a warning (not a traceback a second)
+        # while Redis is down, and LOST once per outage.
+        down = False
+        while True:
+            try:
+                if self._pubsub and self._pubsub.subscribed:
+                    message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+                    self._receive_message(message)
+                else:
+                    await asyncio.sleep(0.1)
+                down = False
+            except (TimeoutError, asyncio.CancelledError, GeneratorExit):
+                raise
+            except Exception as error:
+                if not down:
+                    logger.warning("Channel layer: Redis unreachable (%s)", error)
+                    self._lost()
+                    self.told = True
+                down = True
+                await asyncio.sleep(1)
+
+
+class _PubSub(PubSub):
+    def __init__(self, connection_pool, on_reconnect):
+        super().__init__(connection_pool)
+        self.on_reconnect = on_reconnect
+
+    async def on_connect(self, connection):
+        # Called on every reconnection of the subscription's connection (the
+        # first connection comes from the pool, already open).
+        await super().on_connect(connection)
+        self.on_reconnect()

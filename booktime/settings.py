@@ -141,13 +141,24 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Redis: the channel layer (fan-out between server processes) and presence.
 # Unset, both live in this process: fine for one process, wrong for several.
 REDIS_URL = env.str("REDIS_URL", default="")
+CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="pubsub")
 if REDIS_URL:
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
-    CHANNEL_LAYERS = {
-        "default": {
-            # channels_redis, with a pool that waits rather than fails when busy.
+    CHANNEL_LAYER_CONFIGS = {
+        # The default, chosen by measurement (README, "Benchmarks"): messages
+        # are pushed to one subscription per process rather than popped from
+        # a list per socket, about three times the chat's throughput. A group
+        # lives as long as its subscription (no group expiry, no capacity); a
+        # broken subscription closes the chat sockets, which resume.
+        "pubsub": {
+            "BACKEND": "booktime.channel_layer.PubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2}]},
+        },
+        # channels_redis's list-based layer, with a pool that waits rather
+        # than fails when busy.
+        "redis": {
             "BACKEND": "booktime.channel_layer.WaitingRedisChannelLayer",
             "CONFIG": {
                 # redis-py 8 defaults socket_timeout to 5 s, which races the
@@ -166,11 +177,14 @@ if REDIS_URL:
                     }
                 ],
                 "capacity": env.int("CHANNEL_CAPACITY", default=1000),
-                # Must outlive any socket's idle life (see README, "Scaling out").
+                # Must outlive any socket's idle life; sockets renew it on heartbeats.
                 "group_expiry": env.int("CHANNEL_GROUP_EXPIRY", default=86400),
             },
-        }
+        },
     }
+    if CHANNEL_LAYER not in CHANNEL_LAYER_CONFIGS:
+        raise ImproperlyConfigured("CHANNEL_LAYER must be 'pubsub' or 'redis'.")
+    CHANNEL_LAYERS = {"default": CHANNEL_LAYER_CONFIGS[CHANNEL_LAYER]}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 

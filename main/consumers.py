@@ -50,6 +50,9 @@ class Asgi2Compatible:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
+    async def channel_layer_lost(self, message):
+        pass  # only a consumer in groups has missed anything
+
 
 # --- Chat (WebSocket) --------------------------------------------------------
 
@@ -236,9 +239,13 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
                 logger.exception("Presence update failed: order %s", self.member.order_id)
         if time.monotonic() - self.group_renewed > GROUP_RENEW_SECONDS:
             self.group_renewed = time.monotonic()
-            await self.channel_layer.group_add(self.group, self.channel_name)
-            if self.token_group is not None:
-                await self.channel_layer.group_add(self.token_group, self.channel_name)
+            try:
+                await self.channel_layer.group_add(self.group, self.channel_name)
+                if self.token_group is not None:
+                    await self.channel_layer.group_add(self.token_group, self.channel_name)
+            except Exception:
+                # Renewed on the next heartbeat; a lost subscription closes the socket anyway.
+                logger.warning("Group renewal failed: order %s", self.member.order_id, exc_info=True)
 
     async def on_typing(self, content):
         now = time.monotonic()
@@ -318,6 +325,14 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
         logger.info("Chat closed, token revoked: user %s", self.member.user_id if self.member else None)
         self.closing = True
         await self.close(code=chat.CLOSE_TOKEN_REVOKED)
+
+    async def channel_layer_lost(self, event):
+        # The channel layer's subscription to Redis broke (booktime/
+        # channel_layer.py): events sent meanwhile never came. Close (try
+        # again later); the client reconnects and resumes from the database.
+        logger.info("Chat closed, channel layer lost: order %s", self.member.order_id if self.member else None)
+        self.closing = True
+        await self.close(code=chat.CLOSE_TRY_AGAIN_LATER)
 
 
 def _non_negative(value):

@@ -163,7 +163,10 @@ def group_send(group, event):
         try:
             await layer.group_send(group, event)
         finally:
-            await layer.close_pools()
+            if hasattr(layer, "close_pools"):  # the list-based layer
+                await layer.close_pools()
+            else:  # the pub/sub layer: flush() closes its connections
+                await layer.flush()
 
     done = []
     thread = threading.Thread(target=lambda: done.append(asyncio.run(send())))
