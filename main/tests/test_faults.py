@@ -208,6 +208,29 @@ def test_redis_restart_mid_chat_closes_sockets_that_reconnect_and_resume(daphne_
     )
 
 
+def test_a_broken_subscription_closes_the_sockets_which_resume(daphne_server, throwaway_redis, people):
+    """Redis drops the channel layer's subscription connection (CLIENT KILL)
+    while Redis itself stays up: whatever was published until it is back is
+    lost, so the sockets are closed (4503), and resume."""
+    customer, order, agent, _ = people
+    redis = throwaway_redis()
+    server = daphne_server({"REDIS_URL": redis.url})
+    c, a = Client(server, order.pk, customer), Client(server, order.pk, agent)
+    c.say("before")
+    a.until("chat_message", message="before")
+    admin = redis_client.Redis.from_url(redis.url, socket_timeout=2)
+    assert admin.client_kill_filter(_type="pubsub") == 1  # the worker's one subscription
+    assert c.closed_code() == chat.CLOSE_TRY_AGAIN_LATER
+    assert a.closed_code() == chat.CLOSE_TRY_AGAIN_LATER
+    for client in (c, a):
+        client.connect(server, resume=True)
+    a.say("after")
+    c.until("chat_message", message="after")
+    a.until("chat_message", ref="after")
+    assert sorted(c.seqs) == stored_seqs(order) == sorted(a.seqs)
+    admin.close()
+
+
 def reconnected(client, server):
     try:
         client.connect(server, resume=True)
