@@ -44,6 +44,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import psycopg
@@ -56,14 +57,17 @@ from .loadgen import HEARTBEAT, percentile
 
 V2 = "booktime.chat.v2"
 HEARTBEAT_SECONDS = 10.0  # docs/protocol.md: every 5-10 s; the soak takes the slowest
-# Handshakes in flight while the sockets connect. The worker admits about
-# 17 sockets a second (each handshake's few queries open a PostgreSQL
-# connection apiece: CONN_MAX_AGE is 0); daphne drops a handshake not
-# answered within 5 s, so 100 at once lose about 40% of them. 20 at once
-# keeps each within about a second (`--connect-at-once` to try a storm).
-CONNECT_AT_ONCE = 20
+# Handshakes in flight while the sockets connect (a storm, as after a worker
+# restart; bench.run's idle row opens its sockets the same way). daphne drops
+# a handshake not answered within 5 s (its --websocket_connect_timeout).
+CONNECT_AT_ONCE = 100
 RSS_SAMPLE_SECONDS = 2.0
-DRAIN_SECONDS = 15.0  # for the last messages to arrive everywhere
+DRAIN_SECONDS = 30.0  # for the last messages to arrive everywhere
+# CPU 0 busy with other processes than the worker and its Redis (the
+# machine's other work, and the kernel's share of loopback traffic) above
+# this share of the core: the worker got less of it than it would alone, and
+# a WARNING says the figures (latency above all) are not the product's alone.
+CONTENDED_SHARE = 0.25
 # Memory after warm-up may grow by at most this much per minute (least-squares
 # slope of VmRSS over the steady window). A leak of 100 bytes per heartbeat
 # (200/s at the default size) or 1 KB per message (20/s) is about 1.2 MB a
@@ -85,7 +89,7 @@ class Stack(run.Stack):
         self.redis_port = run.free_port()
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         redis_args = ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1"]
-        self.start(redis_args + ["--save", "", "--appendonly", "no"], self.redis_port, "redis")
+        self.redis_server = self.start(redis_args + ["--save", "", "--appendonly", "no"], self.redis_port, "redis")
         self.database_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE)
         self.env = dict(
             os.environ,
@@ -138,7 +142,7 @@ class Sent:
     text: str
     ref: str
     sender: "Sock"
-    at: float  # perf_counter
+    at: float  # time.monotonic(), the event loop's clock
     id: int = None  # from the first v2 socket that got it
     seq: int = None
 
@@ -183,7 +187,7 @@ class Sock:
     async def read(self):
         try:
             async for frame in self.ws:
-                now = time.perf_counter()
+                now = time.monotonic()
                 event = json.loads(frame)
                 kind = event.get("type")
                 if kind == "chat_message":
@@ -191,13 +195,13 @@ class Sock:
                 elif kind == "history":
                     self.ready.set()
                 elif kind == "error":
-                    self.soak.error(f"{self}: error event {event}")
+                    self.soak.error("error event", f"{self}: {event}")
         except ConnectionClosed:
             pass
         except Exception as exc:
-            self.soak.error(f"{self}: {type(exc).__name__}: {exc}")
+            self.soak.error("socket", f"{self}: {type(exc).__name__}: {exc}")
         if not self.closing:
-            self.soak.error(f"{self}: closed by the server ({self.ws.close_code} {self.ws.close_reason!r})")
+            self.soak.error("closed", f"{self}: {self.ws.close_code} {self.ws.close_reason!r}")
 
     async def send(self, sent):
         frame = {"type": "message", "message": sent.text}
@@ -225,6 +229,7 @@ class Presence:
     restarted: collections.Counter = field(default_factory=collections.Counter)
     gone_at: dict = field(default_factory=dict)
     gaps: list = field(default_factory=list)  # seconds a member was missing
+    flaps: list = field(default_factory=list)  # (loop time, role, "gone" | "restarted")
     max_event_bytes: int = 0
 
     def event(self, data, now):
@@ -234,11 +239,13 @@ class Presence:
             for member in self.last.keys() - current.keys():
                 self.gone[role(member)] += 1
                 self.gone_at[member] = now
+                self.flaps.append((now, role(member), "gone"))
             for member, since in current.items():
                 if member in self.gone_at:
                     self.gaps.append(now - self.gone_at.pop(member))
                 elif member in self.last and self.last[member] != since:
                     self.restarted[role(member)] += 1
+                    self.flaps.append((now, role(member), "restarted"))
         self.last = current
         self.ever.update(current)
 
@@ -250,13 +257,14 @@ def role(member):
 class Soak:
     def __init__(self, stack, args):
         self.stack, self.args = stack, args
-        self.errors = []
+        self.errors = collections.defaultdict(list)  # kind -> descriptions
         self.heartbeats = 0
         self.latencies = []
         self.deliveries = 0  # to sockets other than the sender
         self.sent = {}  # text -> Sent
         self.presence = Presence()
         self.progress = asyncio.Event()  # set on each delivery
+        self.series = collections.defaultdict(list)  # for artifacts/soak-series.json
         self.chats = []
         base = stack.server.ws_url
         agents = stack.agents
@@ -277,28 +285,37 @@ class Soak:
                     employee += 1
             self.chats.append((order_id, socks))
 
-    def error(self, text):
-        self.errors.append(text)
+    def error(self, kind, text):
+        self.errors[kind].append(text)
 
     def delivered(self, sock, event, now):
         sent = self.sent.get(event["message"])
         if sent is None or sent.chat != sock.chat:
-            self.error(f"{sock}: a message not sent in this chat: {event['message'][:60]!r}")
+            self.error("foreign message", f"{sock}: {event['message'][:60]!r}")
             return
         if sock.v2:
             if sent.id is None:
                 sent.id, sent.seq = event["id"], event["seq"]
             elif (sent.id, sent.seq) != (event["id"], event["seq"]):
-                self.error(f"{sock}: {sent.text!r} as id/seq {event['id']}/{event['seq']}, else {sent.id}/{sent.seq}")
+                self.error(
+                    "id/seq", f"{sock}: {sent.text!r} as {event['id']}/{event['seq']}, else {sent.id}/{sent.seq}"
+                )
             sock.received[event["id"]] += 1
             if sock is sent.sender and event.get("ref") != sent.ref:
-                self.error(f"{sock}: own message {sent.text!r} came back with ref {event.get('ref')!r}")
+                self.error("ref", f"{sock}: own message {sent.text!r} came back with ref {event.get('ref')!r}")
         else:
             sock.received[sent.text] += 1
+        times = sock.received[event["id"] if sock.v2 else sent.text]
+        if times > 1:
+            late = now - sent.at
+            self.error(
+                "duplicated", f"{sock}: {sent.text!r} (id {event.get('id')}) again, {late:.1f} s after it was sent"
+            )
         self.progress.set()
         if sock is not sent.sender:
             self.deliveries += 1
             self.latencies.append(now - sent.at)
+            self.series["latency"].append((sent.at, now - sent.at))
 
     async def chatting(self, chat, stop_at, opened):
         """A message every `interval` s, customer and employee alternating
@@ -316,7 +333,7 @@ class Soak:
             side = sides[k % 2] or sides[0]
             sock = side[(k // 2) % len(side)]
             text = f"chat {chat} message {k} from {sock.slot}: is my order on its way? ✓"
-            sent = self.sent[text] = Sent(chat, order_id, text, f"r{k}", sock, time.perf_counter())
+            sent = self.sent[text] = Sent(chat, order_id, text, f"r{k}", sock, time.monotonic())
             try:
                 await sock.send(sent)
             except ConnectionClosed:
@@ -332,7 +349,7 @@ class Soak:
         session = aiohttp.ClientSession(timeout=timeout, read_bufsize=2**24)
         async with session, session.get(url, headers=headers) as response:
             if response.status != 200:
-                self.error(f"dashboard stream: HTTP {response.status}")
+                self.error("dashboard", f"HTTP {response.status}")
                 return
             self.dashboard_open.set()
             async for line in response.content:
@@ -340,13 +357,18 @@ class Soak:
                     self.presence.max_event_bytes = max(self.presence.max_event_bytes, len(line))
                     self.presence.event(json.loads(line[6:]), loop.time())
         if self.presence.judging:
-            self.error("dashboard stream: ended by the server")
+            self.error("dashboard", "the stream was ended by the server")
+
+    def others(self):
+        """Seconds CPU 0 has spent on anything but the worker and its Redis."""
+        ours = sum(run.cpu_seconds(server.process.pid) for server in (self.stack.server, self.stack.redis_server))
+        return cpu_busy_seconds(run.SERVER_CPU) - ours
 
     async def sample(self, samples):
         pid = self.stack.server.process.pid
         loop = asyncio.get_running_loop()
         while True:
-            samples.append((loop.time(), run.rss_kb(pid), run.cpu_seconds(pid)))
+            samples.append((loop.time(), run.rss_kb(pid), run.cpu_seconds(pid), self.others()))
             await asyncio.sleep(RSS_SAMPLE_SECONDS)
 
     async def run(self):
@@ -369,7 +391,7 @@ class Soak:
                     await sock.open()
                     opened.add(sock)
                 except Exception as exc:
-                    self.error(f"{sock}: connect failed: {type(exc).__name__}: {exc}")
+                    self.error("connect", f"{sock}: {type(exc).__name__}: {exc}")
 
         cpu0, t0 = run.cpu_seconds(pid), loop.time()
         await asyncio.gather(*(open_one(s) for s in socks))
@@ -382,9 +404,9 @@ class Soak:
         chatting = random.sample(range(args.chats), round(args.chatting * args.chats))
         talkers = [asyncio.create_task(self.chatting(c, end, opened)) for c in chatting]
         await asyncio.sleep(max(0.0, warm_end - loop.time()))
-        steady = (loop.time(), run.cpu_seconds(pid), self.heartbeats, len(self.sent), self.deliveries)
+        steady = (loop.time(), run.cpu_seconds(pid), self.heartbeats, len(self.sent), self.deliveries, self.others())
         await asyncio.sleep(max(0.0, end - loop.time()))
-        finish = (loop.time(), run.cpu_seconds(pid), self.heartbeats, len(self.sent), self.deliveries)
+        finish = (loop.time(), run.cpu_seconds(pid), self.heartbeats, len(self.sent), self.deliveries, self.others())
         redis_conns = run.tcp_to(self.stack.redis_port, pid)
         redis_clients = self.stack.redis.info("clients")["connected_clients"]
         await asyncio.gather(*talkers)
@@ -400,17 +422,42 @@ class Soak:
 
         wall = finish[0] - steady[0]
         self.figure("server CPU", f"{100 * (finish[1] - steady[1]) / wall:.0f}% of one core after warm-up")
+        others = (finish[5] - steady[5]) / wall
+        self.figure("server CPU", f"other work on CPU 0: {100 * others:.0f}% of the core after warm-up")
+        if others > CONTENDED_SHARE:
+            print(f"# WARNING: other work took {100 * others:.0f}% of CPU 0, the worker's: figures not clean")
         self.figure("redis", f"{redis_conns} connections from the worker, {redis_clients} clients in Redis")
         self.figure("heartbeats", f"{(finish[2] - steady[2]) / wall:.0f}/s after warm-up ({self.heartbeats} sent)")
         rate = (finish[3] - steady[3]) / wall
         self.figure("messages", f"{len(self.sent)} sent in {len(chatting)} chats ({rate:.1f}/s after warm-up)")
         self.figure("messages", f"{self.deliveries} received by the other sockets of their chats")
-        p50, p99 = (1000 * percentile(self.latencies, q) for q in (0.5, 0.99))
-        self.figure("latency", f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {1000 * max(self.latencies or [0]):.1f} ms")
+        phases = (("in the warm-up", t1, warm_end), ("after warm-up", warm_end, end))
+        for label, start, stop in phases:
+            latencies = [latency for at, latency in self.series["latency"] if start <= at < stop]
+            p50, p99 = (1000 * percentile(latencies, q) for q in (0.5, 0.99))
+            top = 1000 * max(latencies or [float("nan")])
+            self.figure("latency", f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {top:.1f} ms {label}")
         self.check_messages(opened)
-        self.report_presence(present_at_end)
+        self.report_presence(present_at_end, (("in the connect storm", t0, t1),) + phases)
         self.report_memory(samples, warm_end)
+        self.save_series(t0, t1, warm_end, end, samples)
         return opened
+
+    def save_series(self, t0, t1, warm_end, end, samples):
+        """The run over time, for a closer look: seconds from the first connect."""
+        series = {
+            "connected": t1 - t0,
+            "warm_end": warm_end - t0,
+            "end": end - t0,
+            "rss_kb": [(t - t0, rss) for t, rss, _, _ in samples],
+            "cpu_seconds": [(t - t0, cpu) for t, _, cpu, _ in samples],
+            "cpu0_others_seconds": [(t - t0, others) for t, _, _, others in samples],
+            "latency": [(at - t0, latency) for at, latency in self.series["latency"]],
+            "flaps": [(t - t0, who, kind) for t, who, kind in self.presence.flaps],
+        }
+        path = run.ROOT / "artifacts" / "soak-series.json"
+        path.write_text(json.dumps(series))
+        self.figure("series", f"{path.relative_to(run.ROOT)}")
 
     async def drain(self, opened):
         """Wait until every socket has every message of its chat (or the timeout)."""
@@ -438,21 +485,19 @@ class Soak:
         for sent in self.sent.values():
             if sent.id is None and any(s.v2 for s in self.chats[sent.chat][1]):
                 unconfirmed += 1
-                self.error(f"{sent.sender}: {sent.text!r} reached no v2 socket of its chat")
+                self.error("unconfirmed", f"{sent.sender}: {sent.text!r} reached no v2 socket of its chat")
             for sock, key in self.keys(sent, opened):
                 times = sock.received[key]
                 if times == 0:
                     lost += 1
-                    if lost <= 5:
-                        self.error(f"{sock}: never got {sent.text!r}")
+                    self.error("lost", f"{sock}: never got {sent.text!r}")
                 elif times > 1:
                     duplicated += times - 1
-                    if duplicated <= 5:
-                        self.error(f"{sock}: got {sent.text!r} {times} times")
+                    self.error("duplicated", f"{sock}: got {sent.text!r} {times} times in all")
         for sock in opened:  # v2: nothing else either (v1 is by text, checked when received)
             extra = [k for k in sock.received if sock.v2 and k not in by_id]
             if extra:
-                self.error(f"{sock}: ids nobody sent here: {extra[:5]}")
+                self.error("foreign message", f"{sock}: ids nobody sent here: {extra[:5]}")
         order_ids = [order_id for order_id, _ in self.chats]
         rows = self.stack.sql(
             "SELECT order_id, id, seq, text FROM main_chatmessage WHERE id > %s AND order_id = ANY(%s)",
@@ -463,22 +508,19 @@ class Soak:
             stored[order_id].append((msg_id, seq, text))
             sent = by_id.get(msg_id)
             if sent is None or (sent.order_id, sent.seq, sent.text) != (order_id, seq, text):
-                self.error(f"database: message {msg_id} (order {order_id}, seq {seq}) {text!r} is not what was sent")
+                self.error("database", f"message {msg_id} (order {order_id}, seq {seq}) {text!r} is not what was sent")
         expected = collections.Counter(s.order_id for s in self.sent.values())
-        mismatched = 0
         for order_id in order_ids:
             seqs = sorted(seq for _, seq, _ in stored[order_id])
             if len(seqs) != expected[order_id] or seqs != list(range(seqs[0], seqs[0] + len(seqs)) if seqs else []):
-                mismatched += 1
-                if mismatched <= 5:
-                    found = f"{len(seqs)} messages (seqs {seqs[:10]})"
-                    self.error(f"database: order {order_id} has {found}, {expected[order_id]} sent")
+                found = f"{len(seqs)} messages (seqs {seqs[:10]})"
+                self.error("database", f"order {order_id} has {found}, {expected[order_id]} sent")
         self.figure("messages", f"{len(rows)} ChatMessage rows for {len(self.sent)} sent")
         deliveries = sum(1 for s in self.sent.values() for _ in self.keys(s, opened))
         counts = f"{lost} lost, {duplicated} duplicated, {unconfirmed} unconfirmed"
         self.figure("check", f"{counts} of {deliveries} deliveries (every socket of the chat, the sender too)")
 
-    def report_presence(self, present_at_end):
+    def report_presence(self, present_at_end, phases):
         p = self.presence
         members = {(order_id, s.email) for order_id, socks in self.chats for s in socks}
         expected_count = len(members)
@@ -494,22 +536,25 @@ class Soak:
                 f"{kind}s: {p.gone[kind]} left the dashboard while heartbeating, "
                 f"{p.restarted[kind]} came back with a new since (expired between two events)",
             )
+        for label, start, stop in phases:
+            flaps = collections.Counter(who for t, who, _ in p.flaps if start <= t < stop)
+            self.figure("presence flaps", f"{flaps['customer']} customer, {flaps['employee']} employee {label}")
         if p.gaps:
             gaps = f"p50 {1000 * percentile(p.gaps, 0.5):.0f} ms, max {1000 * max(p.gaps):.0f} ms"
             self.figure("presence flaps", f"gone from the dashboard for {gaps}")
         flaps = sum(p.gone.values()) + sum(p.restarted.values())
         if flaps:
-            self.error(f"presence: {flaps} flaps while heartbeating every {HEARTBEAT_SECONDS:.0f} s")
+            self.error("presence", f"{flaps} flaps while heartbeating every {HEARTBEAT_SECONDS:.0f} s")
         if ever < expected_count or len(present_at_end) < expected_count:
-            self.error(f"presence: {ever} arrived, {len(present_at_end)} present at the end, of {expected_count}")
+            self.error("presence", f"{ever} arrived, {len(present_at_end)} present at the end, of {expected_count}")
 
     def report_memory(self, samples, warm_end):
-        after = [(t, rss) for t, rss, _ in samples if t >= warm_end]
+        after = [(t, rss) for t, rss, _, _ in samples if t >= warm_end]
         if len(after) < 2:
-            self.error("memory: too few RSS samples after warm-up")
+            self.error("memory", "too few RSS samples after warm-up")
             return
         first, last = after[0][1] / 1024, after[-1][1] / 1024
-        peak = max(rss for _, rss, _ in samples) / 1024
+        peak = max(rss for _, rss, _, _ in samples) / 1024
         window = after[-1][0] - after[0][0]
         slope = 60 * slope_per_second(after) / 1024
         self.figure(
@@ -520,10 +565,19 @@ class Soak:
         if window < RSS_JUDGED_AFTER:
             self.figure("memory", f"not judged: under {RSS_JUDGED_AFTER:.0f} s after warm-up")
         elif slope > RSS_SLOPE_TOLERANCE_MB:
-            self.error(f"memory: RSS grows {slope:.2f} MB/min after warm-up")
+            self.error("memory", f"RSS grows {slope:.2f} MB/min after warm-up")
 
     def figure(self, what, text):
         print(f"{what}: {text}", flush=True)
+
+
+def cpu_busy_seconds(cpu):
+    """Seconds CPU `cpu` has been busy (not idle or waiting for I/O), from /proc/stat."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{cpu} "):
+            ticks = [int(v) for v in line.split()[1:]]
+            return (sum(ticks) - ticks[3] - ticks[4]) / run.CLK_TCK
+    return 0.0
 
 
 def slope_per_second(points):
@@ -541,12 +595,12 @@ def main():
     parser.add_argument("--sockets", type=int, help="chat sockets in all (default 2000)")
     parser.add_argument("--chats", type=int, help="order chats (default 500); sockets per chat = sockets / chats")
     parser.add_argument("--duration", type=float, help="seconds held after the connect storm (default 180)")
-    parser.add_argument("--warmup", type=float, help="seconds of it before the steady window (default 30)")
+    parser.add_argument("--warmup", type=float, help="seconds of it before the steady window (default 60)")
     parser.add_argument("--chatting", type=float, default=0.2, help="share of the chats chatting (default 0.2)")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between a chatting chat's messages")
     parser.add_argument("--connect-at-once", type=int, default=CONNECT_AT_ONCE, help="handshakes in flight")
     args = parser.parse_args()
-    defaults = (200, 50, 10.0, 3.0) if args.quick else (2000, 500, 180.0, 30.0)
+    defaults = (200, 50, 10.0, 3.0) if args.quick else (2000, 500, 180.0, 60.0)
     for name, value in zip(("sockets", "chats", "duration", "warmup"), defaults, strict=True):
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -574,13 +628,15 @@ def main():
         asyncio.run(soak.run())
         time.sleep(1.0)  # the server's disconnects logged
         for problem in stack.log_problems():
-            soak.error(f"server log ({stack.server.log_path.name}): {problem}")
+            soak.error("server log", f"{stack.server.log_path.name}: {problem}")
     finally:
         stack.stop()
     if soak.errors:
-        print(f"FAIL: {len(soak.errors)} problems", flush=True)
-        for problem in soak.errors[:40]:
-            print(f"  {problem}")
+        path = run.ROOT / "artifacts" / "soak-problems.txt"
+        path.write_text("".join(f"{kind}: {text}\n" for kind, texts in soak.errors.items() for text in texts))
+        print(f"FAIL: {sum(map(len, soak.errors.values()))} problems (all in {path.relative_to(run.ROOT)})", flush=True)
+        for kind, texts in soak.errors.items():
+            print(f"  {kind}: {len(texts)}, e.g. " + " | ".join(texts[:3]), flush=True)
         sys.exit(1)
     print("PASS", flush=True)
 
