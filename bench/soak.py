@@ -29,7 +29,7 @@ violation:
   event, a traceback, over-capacity, ERROR or WARNING line in the server log;
 - a presence flap: a (chat, user) whose sockets keep heartbeating that leaves
   the dashboard, or comes back with a new `since` (it expired in between);
-- memory growth after warm-up (see RSS_SLOPE_TOLERANCE).
+- memory growth after warm-up (see RSS_SLOPE_TOLERANCE_MB).
 """
 
 import argparse
