@@ -2,7 +2,9 @@
 with API tokens, written to artifacts/bench-rooms.json as
 [[order_id, customer_token, agent_token], ...]; and, for the REST rows, one
 user per `--orders` count with that many orders (two lines each), written to
-artifacts/bench-orders.json as {"<count>": token}."""
+artifacts/bench-orders.json as {"<count>": token}; with `--agents N`, N
+employees in all (the agent above first), their tokens written to
+artifacts/bench-agents.json."""
 
 import json
 from decimal import Decimal
@@ -22,14 +24,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--rooms", type=int, default=500)
         parser.add_argument("--orders", default="10,100,1000", help="orders per REST user, comma-separated")
+        parser.add_argument("--agents", type=int, default=1, help="employees in all (the soak's chats share them)")
 
-    def handle(self, *args, rooms, orders, **options):
+    def handle(self, *args, rooms, orders, agents, **options):
         from django.core.management import call_command
 
         call_command("migrate", "--noinput", verbosity=0)
-        agent, _ = models.User.objects.get_or_create(email="bench-agent@booktime.domain", defaults={"is_staff": True})
-        agent.groups.add(Group.objects.get(name=models.EMPLOYEES_GROUP))
-        agent_token = Token.objects.get_or_create(user=agent)[0].key
+        agent_tokens = [self.employee(k) for k in range(max(1, agents))]
+        agent_token = agent_tokens[0]
         out = []
         for n in range(rooms):
             customer, _ = models.User.objects.get_or_create(email=f"bench-customer-{n}@example.com")
@@ -54,6 +56,14 @@ class Command(BaseCommand):
         counts = [int(n) for n in orders.split(",") if n.strip()]
         owners = {str(n): self.orders_user(n) for n in counts}
         (path.parent / "bench-orders.json").write_text(json.dumps(owners))
+        (path.parent / "bench-agents.json").write_text(json.dumps(agent_tokens))
+
+    def employee(self, k):
+        """Employee number k (0: bench-agent@booktime.domain); their token."""
+        email = "bench-agent@booktime.domain" if k == 0 else f"bench-agent-{k}@booktime.domain"
+        agent, _ = models.User.objects.get_or_create(email=email, defaults={"is_staff": True})
+        agent.groups.add(Group.objects.get(name=models.EMPLOYEES_GROUP))
+        return Token.objects.get_or_create(user=agent)[0].key
 
     def orders_user(self, count):
         """A user with exactly `count` orders of two lines each; their token."""
