@@ -10,8 +10,9 @@ from . import per_loop
 # Every call fails fast rather than hang a consumer when Redis is unreachable.
 SOCKET_TIMEOUT = 2.0
 # At most this many connections; a caller past it waits for a free one (up
-# to SOCKET_TIMEOUT) rather than fail, as redis-py's plain pool would.
-MAX_CONNECTIONS = 20
+# to SOCKET_TIMEOUT) rather than fail, as redis-py's plain pool would. With
+# the pub/sub channel layer's two, a worker holds at most 20 in all.
+MAX_CONNECTIONS = 18
 
 
 def _client():
