@@ -137,6 +137,25 @@ def tcp_to(port, pid=None, state="01"):
     return count
 
 
+def redis_args(port):
+    """A throwaway redis-server on loopback that keeps nothing on disk."""
+    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+
+
+def server_env(database_url, redis_url, secret):
+    """The servers' environment: the shipped settings in production mode, on loopback."""
+    return dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="booktime.settings",
+        DEBUG="0",
+        SECRET_KEY=secret,
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        PYTHONUNBUFFERED="1",
+    )
+
+
 class Stack:
     """Redis, a bench database, and the three servers."""
 
@@ -144,22 +163,9 @@ class Stack:
         self.procs = []
         redis_port = self.redis_port = free_port()
         self.redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        self.start(
-            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            redis_port,
-            "redis",
-        )
+        self.start(redis_args(redis_port), redis_port, "redis")
         self.database_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/booktime_bench")
-        self.env = dict(
-            os.environ,
-            DJANGO_SETTINGS_MODULE="booktime.settings",
-            DEBUG="0",
-            SECRET_KEY="bench-only",
-            ALLOWED_HOSTS="127.0.0.1,localhost",
-            DATABASE_URL=self.database_url,
-            REDIS_URL=self.redis_url,
-            PYTHONUNBUFFERED="1",
-        )
+        self.env = server_env(self.database_url, self.redis_url, "bench-only")
         self.redis = redis.Redis(port=redis_port)
         self.prepare_database(rooms, orders)
         self.courier_port = free_port()

@@ -88,19 +88,9 @@ class Stack(run.Stack):
         self.procs = []
         self.redis_port = run.free_port()
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
-        redis_args = ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1"]
-        self.redis_server = self.start(redis_args + ["--save", "", "--appendonly", "no"], self.redis_port, "redis")
+        self.redis_server = self.start(run.redis_args(self.redis_port), self.redis_port, "redis")
         self.database_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE)
-        self.env = dict(
-            os.environ,
-            DJANGO_SETTINGS_MODULE="booktime.settings",
-            DEBUG="0",
-            SECRET_KEY="soak-only",
-            ALLOWED_HOSTS="127.0.0.1,localhost",
-            DATABASE_URL=self.database_url,
-            REDIS_URL=self.redis_url,
-            PYTHONUNBUFFERED="1",
-        )
+        self.env = run.server_env(self.database_url, self.redis_url, "soak-only")
         self.redis = redis.Redis(port=self.redis_port)
         self.create_database()
         manage = [sys.executable, "manage.py", "bench_data", "--rooms", str(chats), "--orders", ""]
