@@ -10,6 +10,7 @@
 """
 
 import asyncio
+import contextlib
 import logging
 
 import redis.asyncio as redis
@@ -56,6 +57,39 @@ class PubSubChannelLayer(RedisPubSubChannelLayer):
 
 class _Shard(RedisSingleShardConnection):
     told = False  # the channels were told of the current outage already
+
+    def __init__(self, host, channel_layer):
+        super().__init__(host, channel_layer)
+        self.unsubscribing = set()  # tasks, kept until done
+
+    async def unsubscribe(self, channel):
+        # channels_redis's unsubscribe waits its turn on the shard's lock, and
+        # a consumer that ends is cancelled: when many end at once (a worker's
+        # sockets dropping together) a second cancellation in that wait left
+        # the channel subscribed and logged a traceback for each. So it runs
+        # as a task of its own, which a cancelled caller does not stop; and
+        # since it may now start after a later subscribe (which found the
+        # group still subscribed and did nothing), it unsubscribes only from
+        # what is still unwanted once it has the lock.
+        task = asyncio.ensure_future(self._unsubscribe_unwanted(channel))
+        self.unsubscribing.add(task)
+        task.add_done_callback(self._unsubscribed)
+        with contextlib.suppress(asyncio.CancelledError):  # the caller is ending anyway
+            await asyncio.shield(task)
+
+    def _unsubscribed(self, task):
+        self.unsubscribing.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # seen here if its caller went
+            logger.warning("Channel layer: an unsubscribe failed (%s)", task.exception())
+
+    async def _unsubscribe_unwanted(self, channel):
+        async with self._lock:
+            layer = self.channel_layer
+            if channel in self._subscribed_to and channel not in layer.groups and channel not in layer.channels:
+                self._ensure_redis()
+                self._ensure_receiver()
+                await self._pubsub.unsubscribe(channel)
+                self._subscribed_to.remove(channel)
 
     def _ensure_redis(self):
         if self._redis is None:

@@ -5,6 +5,7 @@ with one connection, delivers to all)."""
 import asyncio
 
 import pytest
+import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
 
 
@@ -21,3 +22,42 @@ async def test_a_burst_larger_than_the_pool_waits_instead_of_failing(settings, k
         assert all(message["text"] == "to all" for message in received)
     finally:
         await asyncio.gather(*(layer.group_discard("burst-test", name) for name in channels))
+
+
+async def test_many_sockets_ending_at_once_leave_no_subscription_and_no_error(settings, caplog):
+    """A worker's sockets dropping together: each consumer's receive is
+    cancelled, some twice while their unsubscribe waits its turn."""
+    layer = get_channel_layer()  # the pub/sub layer, the default
+    redis = aioredis.Redis.from_url(settings.REDIS_URL)
+    channels = [await layer.new_channel() for _ in range(200)]
+    receiving = [asyncio.ensure_future(layer.receive(name)) for name in channels]
+    await asyncio.sleep(0.1)
+    assert set(channels) <= {c.decode() for c in await redis.pubsub_channels("asgispecific.*")}
+    for task in receiving:
+        task.cancel()
+    await asyncio.sleep(0)
+    for task in receiving:
+        task.cancel()  # cancelled again while its unsubscribe waits
+    await asyncio.gather(*receiving, return_exceptions=True)
+
+    async def left():
+        return not set(channels) & {c.decode() for c in await redis.pubsub_channels("asgispecific.*")}
+
+    for _ in range(100):  # the unsubscribes finish in the background
+        if await left():
+            break
+        await asyncio.sleep(0.05)
+    assert await left()
+    await redis.aclose()
+    assert [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "WARNING")] == []
+
+
+async def test_a_socket_joining_as_the_last_one_leaves_keeps_the_room():
+    layer = get_channel_layer()
+    leaving, joining = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("turnover", leaving)
+    await asyncio.gather(layer.group_discard("turnover", leaving), layer.group_add("turnover", joining))
+    await layer.group_send("turnover", {"type": "chat.message", "text": "still here?"})
+    async with asyncio.timeout(2):
+        assert (await layer.receive(joining))["text"] == "still here?"
+    await layer.group_discard("turnover", joining)
