@@ -127,8 +127,9 @@ def test_a_courier_that_is_down_is_a_quick_502(daphne_server):
 
 
 def test_100_slow_tracker_requests_at_once_do_not_hold_up_anyone(app, standin, owner):
-    """The courier takes 1 s: 100 concurrent tracker requests are all answered
-    in about 1 s, and a my-orders request sent meanwhile answers at once."""
+    """The courier takes 1 s: 100 concurrent tracker requests are all at the
+    courier at once (none waits for another), and a my-orders request sent
+    while the courier holds them is answered before any of them."""
     user, token, order = owner
     configure(standin, orders={order.id: {"delay": 1.0, "status": "In transit"}})
     headers = token_header(token)
@@ -141,17 +142,17 @@ def test_100_slow_tracker_requests_at_once_do_not_hold_up_anyone(app, standin, o
                 asyncio.ensure_future(afetch(session, "GET", tracker(app, order.id), headers=headers))
                 for _ in range(100)
             ]
-            # Once the courier holds half of them, ask for my orders.
-            waited = await afetch(session, "GET", f"{standin.url}/control/wait?order_id={order.id}&hits=50&timeout=2")
+            # Once the courier holds all of them, ask for my orders.
+            waited = await afetch(session, "GET", f"{standin.url}/control/wait?order_id={order.id}&hits=100&timeout=5")
             assert waited.status == 200
             mine = await afetch(session, "GET", f"{app.url}/mobile-api/my-orders/", headers=headers)
+            assert not any(t.done() for t in trackers), "my orders waited for a tracker"
             answers = await asyncio.gather(*trackers)
             return mine, answers, time.monotonic() - started
 
     mine, answers, elapsed = asyncio.run(go())
     print(f"my orders in {mine.elapsed:.3f}s, 100 trackers in {elapsed:.3f}s")
-    assert mine.status == 200 and mine.elapsed < 0.5, mine.elapsed
+    assert mine.status == 200
     assert [a.status for a in answers] == [200] * 100
     assert {a.body for a in answers} == {b"In transit"}
-    assert elapsed < 2.0, elapsed
     assert hits(standin, order.id) == 100
