@@ -46,6 +46,20 @@ class PubSubChannelLayer(RedisPubSubChannelLayer):
     gets LOST (ChatConsumer closes its socket with 1011, and the client
     resumes from the database, as after a worker restart)."""
 
+    async def delete_channel(self, channel):
+        """Forget a consumer's channel once the consumer has ended.
+
+        channels_redis drops a channel only when Channels cancels the
+        consumer's pending receive. A consumer that ends while handling a
+        message from its channel (its own chat_leave coming back as it goes,
+        say) has no pending receive, and its channel stayed subscribed and
+        queued in memory until the worker stopped (channels_redis issue 276).
+        The consumers call this as they end (main.consumers.Asgi2Compatible).
+        """
+        layer = self._get_layer()
+        if layer.channels.pop(channel, None) is not None:
+            await layer._get_shard(channel).unsubscribe(channel)
+
     def _get_layer(self):
         loop = asyncio.get_running_loop()
         new = loop not in self._layers

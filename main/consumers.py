@@ -33,16 +33,26 @@ class Asgi2Compatible:
     a consumer handles, a thread hop per frame and per group event, all queued
     behind one another and behind the database calls. These consumers touch
     the database only through main.db, which closes what it opens, so the
-    sweep has nothing to do (it was a third of the chat's CPU time under load)."""
+    sweep has nothing to do (it was a third of the chat's CPU time under load).
+
+    And as a consumer ends it has the pub/sub layer let go of its channel,
+    which channels_redis misses when the consumer ends on a channel message
+    (booktime.channel_layer.PubSubChannelLayer.delete_channel)."""
 
     def __init__(self, scope=None, **kwargs):
         super().__init__(**kwargs)
         self._asgi2_scope = scope
 
     async def __call__(self, scope, receive=None, send=None):
-        if send is None:  # ASGI 2: called with (receive, send)
-            return await super().__call__(self._asgi2_scope, scope, receive)
-        return await super().__call__(scope, receive, send)
+        try:
+            if send is None:  # ASGI 2: called with (receive, send)
+                return await super().__call__(self._asgi2_scope, scope, receive)
+            return await super().__call__(scope, receive, send)
+        finally:
+            # The pub/sub layer lets go of the channel (see its delete_channel).
+            delete_channel = getattr(getattr(self, "channel_layer", None), "delete_channel", None)
+            if delete_channel is not None and getattr(self, "channel_name", None):
+                await delete_channel(self.channel_name)
 
     async def dispatch(self, message):
         handler = getattr(self, get_handler_name(message), None)

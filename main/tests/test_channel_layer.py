@@ -6,7 +6,12 @@ import asyncio
 
 import pytest
 import redis.asyncio as aioredis
+from asgiref.testing import ApplicationCommunicator
+from channels.consumer import AsyncConsumer
+from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
+
+from main.consumers import Asgi2Compatible
 
 
 @pytest.mark.parametrize("kind", ["pubsub", "redis"])
@@ -61,3 +66,34 @@ async def test_a_socket_joining_as_the_last_one_leaves_keeps_the_room():
     async with asyncio.timeout(2):
         assert (await layer.receive(joining))["text"] == "still here?"
     await layer.group_discard("turnover", joining)
+
+
+class EndsOnAChannelMessage(Asgi2Compatible, AsyncConsumer):
+    names = None  # an asyncio.Queue the test sets: each instance's channel name, as it starts
+
+    async def start(self, message):
+        self.names.put_nowait(self.channel_name)
+
+    async def bye(self, message):
+        raise StopConsumer  # ends while handling what its channel brought
+
+
+async def test_a_consumer_ending_on_a_channel_message_leaves_no_subscription(settings):
+    """channels_redis unsubscribes a consumer's channel when Channels cancels
+    its pending receive; a consumer that ends on a message its channel just
+    brought (a chat_leave it sent its own group as it went, a close event)
+    has no pending receive to cancel, so its channel stayed subscribed, and
+    held in memory, until the worker stopped."""
+    layer = get_channel_layer()
+    redis = aioredis.Redis.from_url(settings.REDIS_URL)
+    EndsOnAChannelMessage.names = asyncio.Queue()
+    app = ApplicationCommunicator(EndsOnAChannelMessage.as_asgi(), {"type": "test"})
+    await app.send_input({"type": "start"})
+    name = await asyncio.wait_for(EndsOnAChannelMessage.names.get(), 2)
+    assert name.encode() in await redis.pubsub_channels("asgispecific.*")
+
+    await layer.send(name, {"type": "bye"})
+    await app.wait(timeout=2)  # the consumer has ended
+    assert name.encode() not in await redis.pubsub_channels("asgispecific.*")
+    assert name not in layer._get_layer().channels
+    await redis.aclose()
