@@ -281,7 +281,13 @@ def test_a_client_gone_without_a_close_leaves_after_10_s_and_nothing_stays(daphn
     customer, order, agent, _ = people
     redis = throwaway_redis()
     server = daphne_server({"REDIS_URL": redis.url})
+    layer = redis_client.Redis.from_url(redis.url, socket_timeout=2)
     c, a = Client(server, order.pk, customer), Client(server, order.pk, agent)
+
+    def sockets_subscribed():  # the channel layer subscribes to each socket's own channel
+        return len(layer.pubsub_channels("asgispecific.*"))
+
+    assert sockets_subscribed() == 2  # the two sockets' (this Redis serves this server alone)
     beat = time.monotonic()  # the customer's last heartbeat
     c.send({"type": "heartbeat"})
     wait_for(lambda: customer.email in present(server, agent).get(order.pk, []), TIMEOUT)
@@ -295,7 +301,10 @@ def test_a_client_gone_without_a_close_leaves_after_10_s_and_nothing_stays(daphn
     # the other party is told.
     left = a.until("chat_leave", username="Jane Doe")
     assert left["mine"] is False
+    wait_for(lambda: sockets_subscribed() == 1, TIMEOUT)  # its channel is gone, the agent's stays
     wait_for(lambda: f"Chat closed: user {customer.pk}, order {order.pk}" in server.log(), TIMEOUT)
+    admin = redis_client.Redis.from_url(redis.url, socket_timeout=2)
+    wait_for(lambda: len(admin.pubsub_channels("asgispecific.*")) == 1, TIMEOUT)
     consumer_gone = time.monotonic() - beat
 
     # Presence is the heartbeat's 10 s, whatever the socket does: still there...
@@ -304,6 +313,7 @@ def test_a_client_gone_without_a_close_leaves_after_10_s_and_nothing_stays(daphn
     wait_for(lambda: customer.email not in present(server, agent).get(order.pk, []), 12, step=0.1)
     presence_ended = time.monotonic() - beat
     assert 9.8 <= presence_ended <= 11.5
+    layer.close()
     print(
         f"\nClient vanished: consumer gone in {consumer_gone:.3f}s, "
         f"presence ended {presence_ended:.2f}s after its heartbeat"
