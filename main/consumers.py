@@ -9,6 +9,7 @@ import logging
 import time
 from urllib.parse import parse_qs
 
+from autobahn.exception import Disconnected
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
@@ -81,6 +82,26 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
     member = None  # set once the user is admitted and the socket accepted
     token_group = None  # for a socket opened with a token: where its revocation is announced
     closing = False
+
+    async def __call__(self, scope, receive=None, send=None):
+        if send is None:  # ASGI 2: called with (receive, send)
+            return await super().__call__(scope, self._unless_gone(receive))
+        return await super().__call__(scope, receive, self._unless_gone(send))
+
+    def _unless_gone(self, send):
+        # A socket can close under its consumer: once the client has gone,
+        # daphne refuses a send (autobahn's Disconnected; ASGI servers raise an
+        # OSError) while the websocket.disconnect that follows waits its turn,
+        # e.g. when both ends of a chat close at once. What was being sent is
+        # dropped and the disconnect then ends the consumer as usual; before,
+        # the consumer died with a traceback and never left its chat.
+        async def send_unless_gone(message):
+            try:
+                await send(message)
+            except (Disconnected, OSError):
+                self.closing = True
+
+        return send_unless_gone
 
     async def refuse(self):
         # Refused before accept (HTTP 403): no group, presence or state,

@@ -2,7 +2,10 @@
 the real channel layer (Redis) and PostgreSQL. The end-to-end tests with a
 real server and client are in test_chat_e2e.py."""
 
+import asyncio
+
 import pytest
+from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
@@ -569,4 +572,42 @@ async def test_a_heartbeat_brings_back_a_group_membership_redis_lost(people, mon
     await c.send_json_to({"type": "resume", "after_seq": 0})
     assert [(await receive(c, "chat_message"))["message"] for _ in range(2)] == ["lost in the void", "back again"]
     await c.disconnect()
+    await a.disconnect()
+
+
+class GoneClient:
+    """daphne's side of a chat socket whose client has gone, before the
+    consumer has handled the websocket.disconnect: every send is refused, as
+    autobahn refuses a send on a closed connection."""
+
+    def __init__(self, app):
+        self.app, self.gone, self.refused = app, False, asyncio.Event()
+
+    async def __call__(self, scope, receive, send):
+        async def sending(message):
+            if self.gone:
+                self.refused.set()
+                raise Disconnected("Attempt to send on a closed protocol")
+            await send(message)
+
+        return await self.app(scope, receive, sending)
+
+
+async def test_an_event_for_a_socket_closed_under_it_is_dropped_and_its_user_still_leaves(people):
+    customer, order, agent, _ = people
+    server = GoneClient(ChatConsumer.as_asgi())
+    c = WebsocketCommunicator(server, f"/ws/customer-service/{order.pk}/", subprotocols=[chat.V2])
+    c.scope["user"] = customer
+    c.scope["url_route"] = {"kwargs": {"order_id": order.pk}}
+    assert (await c.connect(timeout=TIMEOUT))[0]
+    a = await connected(agent, order.pk, v2=True)
+
+    server.gone = True  # the customer's connection drops as the agent writes
+    await a.send_json_to({"type": "message", "message": "still there?", "ref": "q"})
+    await asyncio.wait_for(server.refused.wait(), TIMEOUT)  # the customer's consumer tried to pass it on
+    await c.send_input({"type": "websocket.disconnect", "code": 1006})
+
+    left = await receive(a, "chat_leave")  # the customer's consumer lived to leave the chat
+    assert left["username"] == "Jane Doe"
+    await c.wait(TIMEOUT)  # and ended without an error
     await a.disconnect()
