@@ -1,7 +1,7 @@
 """The benchmark: our shipped configuration (P) against the Channels
 tutorial's chat (B) and a plain `websockets` relay (U), side by side.
 
-    .venv/bin/python -m bench.run            # full run, about 50 minutes
+    .venv/bin/python -m bench.run            # full run, many minutes
     .venv/bin/python -m bench.run --quick    # about a minute: the instrument works
 
 It prints the table and writes it to artifacts/bench/: results.json (every
@@ -609,8 +609,7 @@ def main():
     quick = args.quick
     reps = args.reps or (1 if quick else 3)
     latency_cases = [(10, 50)] if quick else [(100, 200), (500, 200), (100, 500), (500, 500)]
-    seconds = 1 if quick else 30  # each open-loop run of row 1
-    closed_seconds = 1 if quick else 10  # each closed-loop step of row 2, timed once its sockets are open
+    seconds = 1 if quick else 30
     ramp = [10] if quick else [10, 25, 50, 100, 200, 400]
     idle_counts, idle_seconds = ([200], 1) if quick else ([2000, 10000], 20)
     present, unrelated = ([1000], [0, 10000]) if quick else ([1000, 10000, 100000], [0, 100000])
@@ -648,7 +647,7 @@ def main():
         for name in names:
             for rooms in ramp:
                 results = [
-                    measure(stack, name, functools.partial(loadgen.closed_loop, rooms=rooms, seconds=closed_seconds))
+                    measure(stack, name, functools.partial(loadgen.closed_loop, rooms=rooms, seconds=seconds))
                     for _ in range(reps)
                 ]
                 rate = statistics.median(len(r.latencies) / r.elapsed for r in results)
