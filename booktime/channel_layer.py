@@ -18,6 +18,8 @@ from channels_redis.core import RedisChannelLayer
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisSingleShardConnection
 from redis.asyncio.client import PubSub
 
+from booktime.batching import Batches
+
 logger = logging.getLogger(__name__)
 
 POOL_TIMEOUT = 5.0  # seconds a command may wait for a pooled connection
@@ -75,6 +77,19 @@ class _Shard(RedisSingleShardConnection):
     def __init__(self, host, channel_layer):
         super().__init__(host, channel_layer)
         self.unsubscribing = set()  # tasks, kept until done
+        self.publishes = Batches(self._publish_batch)
+
+    async def publish(self, channel, message):
+        # channels_redis publishes under the shard's lock, one round trip at a
+        # time, so every group_send of the process waited on the one before.
+        await self.publishes((channel, message))
+
+    async def _publish_batch(self, batch):
+        self._ensure_redis()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for channel, message in batch:
+                pipe.publish(channel, message)
+            return await pipe.execute()
 
     async def unsubscribe(self, channel):
         # channels_redis's unsubscribe waits its turn on the shard's lock, and
