@@ -33,6 +33,7 @@ listens and closed when the last one leaves (see `changes()`).
 """
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -41,7 +42,9 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
 from django.conf import settings
-from redis.exceptions import ConnectionError
+from redis.exceptions import ConnectionError, NoScriptError
+
+from booktime.batching import Batches
 
 from . import per_loop
 from .redis_pool import get_redis
@@ -220,10 +223,42 @@ async def _run(name, source, keys, args=()):
         return await _script(name, source)(keys=keys, args=args)
 
 
+_touches = weakref.WeakKeyDictionary()  # per client: its Batches of touches
+
+
 async def _redis_touch(order_id, email, is_employee):
+    # Heartbeats go out in batches (booktime.batching): at thousands a second
+    # a command each kept every pooled connection busy, and a heartbeat
+    # waiting for one in a storm of handshakes timed out.
+    client = get_redis()
+    touches = _touches.get(client)
+    if touches is None:
+        touches = _touches[client] = Batches(functools.partial(_touch_batch, client))
     expiry, info, channel = _keys()
-    args = [_member(order_id, email), PRESENCE_SECONDS, int(is_employee), channel, order_id]
-    await _run("touch", _TOUCH, [expiry, info], args)
+    await touches(([expiry, info], [_member(order_id, email), PRESENCE_SECONDS, int(is_employee), channel, order_id]))
+
+
+async def _touch_batch(client, batch):
+    """Each touch of `batch`, in one pipeline; again if the connection failed
+    (see _run) or the script must be loaded (after a Redis restart: both)."""
+    sha = _script("touch", _TOUCH).sha
+    for attempt in range(3):
+        try:
+            return await _evalsha_pipeline(client, sha, batch)
+        except NoScriptError:
+            if attempt == 2:
+                raise
+            await client.script_load(_TOUCH)
+        except ConnectionError:
+            if attempt == 2:
+                raise
+
+
+async def _evalsha_pipeline(client, sha, calls):
+    async with client.pipeline(transaction=False) as pipe:
+        for keys, args in calls:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        return await pipe.execute()
 
 
 async def _redis_snapshot(grace):

@@ -249,3 +249,11 @@ async def test_a_burst_of_heartbeats_waits_for_a_pool_connection(prefix, close_p
     burst = redis_pool.MAX_CONNECTIONS * 10
     await asyncio.gather(*(presence.touch(7, f"user{n}@site.com", False) for n in range(burst)))
     assert len((await presence.snapshot()).people) == burst
+
+
+async def test_heartbeats_land_after_redis_forgot_the_script(prefix, close_pool):
+    """As after a Redis restart: the batched touches load their script again."""
+    await presence.touch(7, "first@site.com", False)
+    await redis_pool.get_redis().script_flush()
+    await asyncio.gather(*(presence.touch(7, f"user{n}@site.com", False) for n in range(50)))
+    assert len((await presence.snapshot()).people) == 51
