@@ -88,7 +88,6 @@ def token_group(key):
     return "chat-token-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
-@db
 def live_token(user, key):
     """`key` while it is still `user`'s valid token, else None."""
     return Token.objects.filter(key=key, user_id=user.pk, user__is_active=True).values_list("key", flat=True).first()
@@ -120,8 +119,7 @@ def parse_id(value):
     return value
 
 
-@db
-def join(user, order_id):
+def _join(user, order_id):
     """The Member `user` is in order `order_id`'s chat, or None when refused
     (anonymous, not theirs, no such order, not an id: one answer for all, so
     a refusal says nothing about whether the order exists). An employee who
@@ -129,10 +127,10 @@ def join(user, order_id):
     order_id = parse_id(order_id)
     if user is None or order_id is None:
         return None
-    order = get_chat_order(user, order_id)
+    employee = user.is_authenticated and user.is_employee
+    order = get_chat_order(user, order_id, employee)
     if order is None:
         return None
-    employee = user.is_employee
     if employee:
         # Only now that the user is admitted; update() touches one column.
         models.Order.objects.filter(pk=order.pk).update(last_spoken_to=user)
@@ -144,6 +142,40 @@ def join(user, order_id):
         name=user.display_name,
         employee=employee,
     )
+
+
+join = db(_join)
+
+
+@dataclass
+class Opening:
+    """What a socket's handshake reads: the member and, for v2, everyone's
+    read markers and either the messages missed since the client's place or
+    the latest history page (each as (messages, has_more))."""
+
+    member: Member
+    reads: list | None = None
+    missed: tuple | None = None
+    history: tuple | None = None
+
+
+@db
+def open_chat(user, order_id, token_key=None, v2=False, after=None, after_seq=None):
+    """The handshake's reads in one call on the database thread rather than
+    four queued behind each other's: the Opening, or None when the user is
+    refused (see join) or `token_key`, the token the socket was opened with,
+    is no longer valid."""
+    member = _join(user, order_id)
+    if member is None or (token_key is not None and live_token(user, token_key) is None):
+        return None
+    if not v2:
+        return Opening(member)
+    opening = Opening(member, reads=read_markers(member))
+    if after_seq is not None or after is not None:
+        opening.missed = _missed(member, after=after, after_seq=after_seq)
+    else:
+        opening.history = _history(member)
+    return opening
 
 
 # --- Incoming frames ---------------------------------------------------------
@@ -295,8 +327,7 @@ def _messages(member):
     return models.ChatMessage.objects.filter(order_id=member.order_id).select_related("user")
 
 
-@db
-def history(member, before=None, limit=None):
+def _history(member, before=None, limit=None):
     """The `limit` latest messages older than id `before` (all, without it),
     oldest first, and whether older ones remain."""
     limit = limit or settings.CHAT_HISTORY_PAGE
@@ -308,8 +339,10 @@ def history(member, before=None, limit=None):
     return [message_event(m, member.customer_id) for m in reversed(page[:limit])], has_more
 
 
-@db
-def missed(member, after=None, after_seq=None, limit=None):
+history = db(_history)
+
+
+def _missed(member, after=None, after_seq=None, limit=None):
     """Messages after sequence number `after_seq` (exact: seq has no gaps),
     or with an id above `after` (the older form), in order, and whether more
     remain."""
@@ -318,6 +351,9 @@ def missed(member, after=None, after_seq=None, limit=None):
     messages = messages.filter(seq__gt=after_seq) if after_seq is not None else messages.filter(id__gt=after)
     page = list(messages.order_by("seq")[: limit + 1])
     return [message_event(m, member.customer_id) for m in page[:limit]], len(page) > limit
+
+
+missed = db(_missed)
 
 
 @db
@@ -334,7 +370,6 @@ def mark_read(member, message_id):
     return marker.last_read_id
 
 
-@db
 def read_markers(member):
     """Everyone's read markers in the chat: name, last read id, and whether
     it is the member's own."""

@@ -80,6 +80,7 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
     order. The rules live in main/chat.py; the protocol in docs/protocol.md."""
 
     member = None  # set once the user is admitted and the socket accepted
+    group = None  # the order's group, joined in the handshake
     token_group = None  # for a socket opened with a token: where its revocation is announced
     closing = False
 
@@ -113,21 +114,29 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
     async def connect(self):
         kwargs = self.scope.get("url_route", {}).get("kwargs", {})
         user = self.scope.get("user")
-        member = await chat.join(user, kwargs.get("order_id"))
-        if member is None:
+        order_id = chat.parse_id(kwargs.get("order_id"))
+        if order_id is None or not getattr(user, "is_authenticated", False):
             await self.refuse()
+        self.v2 = chat.V2 in self.scope.get("subprotocols", ())
+        query = parse_qs(_query(self.scope))
+        after_seq = _non_negative(query.get("after_seq", [""])[0])
+        after = chat.parse_id(query.get("after", [""])[0])
+        # The groups are joined before the database is read: a message sent
+        # meanwhile waits in this socket's channel (and is not sent twice,
+        # see `replayed`), and logging out (revoking the token the socket was
+        # opened with, which closes it) is either seen by the read or reaches
+        # the token's group.
         key = self.scope.get("auth_token")  # set by booktime.auth when a token let the user in
         if key is not None:
-            # Logging out (revoking the token) closes this socket: join the
-            # token's group, then check the token is still valid, so a
-            # revocation either is seen here or reaches the group.
-            await self.channel_layer.group_add(chat.token_group(key), self.channel_name)
-            self.token_group = chat.token_group(key)  # left in disconnect()
-            if await chat.live_token(user, key) is None:
-                await self.channel_layer.group_discard(chat.token_group(key), self.channel_name)
-                await self.refuse()
-        self.v2 = chat.V2 in self.scope.get("subprotocols", ())
-        self.group = chat.group_name(member.order_id)
+            self.token_group = chat.token_group(key)
+            await self.channel_layer.group_add(self.token_group, self.channel_name)
+        self.group = chat.group_name(order_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        opening = await chat.open_chat(user, order_id, key, self.v2, after=after, after_seq=after_seq)
+        if opening is None:
+            await self.leave_groups()
+            await self.refuse()
+        member = opening.member
         self.messages = chat.RateLimiter(settings.CHAT_RATE_BURST, settings.CHAT_RATE_PER_SECOND)
         # Every frame, whatever its type, within a looser bound.
         self.frames = chat.RateLimiter(settings.CHAT_RATE_BURST * 6, settings.CHAT_RATE_PER_SECOND * 10)
@@ -135,7 +144,6 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
         self.last_typing = 0.0
         self.presence_failed = False
         self.replayed = set()  # ids sent from the database, not to be sent again live
-        await self.channel_layer.group_add(self.group, self.channel_name)
         self.group_renewed = time.monotonic()
         self.member = member
         await self.accept(chat.V2 if self.v2 else None)
@@ -148,7 +156,7 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
                     "protocol": 2,
                     "order_id": member.order_id,
                     "you": {"username": member.name, "employee": member.employee},
-                    "reads": await chat.read_markers(member),
+                    "reads": opening.reads,
                     "limits": {
                         "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
                         "max_frame_bytes": settings.CHAT_MAX_FRAME_BYTES,
@@ -157,18 +165,12 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
                     },
                 }
             )
-            # Catch up while live events wait in this socket's channel: the
-            # client's place (`?after_seq=`, or the older `?after=` id)
-            # resumes, else recent history.
-            query = parse_qs(_query(self.scope))
-            after_seq = _non_negative(query.get("after_seq", [""])[0])
-            after = chat.parse_id(query.get("after", [""])[0])
-            if after_seq is not None:
-                await self.send_missed(after_seq=after_seq)
-            elif after is not None:
-                await self.send_missed(after=after)
+            # Catch up: the client's place (`?after_seq=`, or the older
+            # `?after=` id) resumes, else recent history.
+            if opening.missed is not None:
+                await self.send_missed_page(after, after_seq, *opening.missed)
             else:
-                await self.send_history({})
+                await self.send_history_page(None, *opening.history)
 
     async def websocket_connect(self, message):
         try:
@@ -184,16 +186,26 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
             self.closing = True
             await self.close(code=chat.CLOSE_TRY_AGAIN_LATER)
 
+    async def websocket_disconnect(self, message):
+        # Channels' own also runs close_old_connections() in its one sync
+        # thread as each socket closes: a worker's sockets closing together
+        # queued there, one thread hop each, past daphne's close timeout.
+        # This consumer's database calls close what they open (main.db).
+        await self.disconnect(message["code"])
+        raise StopConsumer()
+
     async def disconnect(self, code):
-        if self.token_group is not None:
-            await self.channel_layer.group_discard(self.token_group, self.channel_name)
-        if self.member is None:
-            return
         try:
-            await self.channel_layer.group_send(self.group, chat.presence_event("chat_leave", self.member))
+            if self.member is not None:
+                await self.channel_layer.group_send(self.group, chat.presence_event("chat_leave", self.member))
+                logger.info("Chat closed: user %s, order %s", self.member.user_id, self.member.order_id)
         finally:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-            logger.info("Chat closed: user %s, order %s", self.member.user_id, self.member.order_id)
+            await self.leave_groups()
+
+    async def leave_groups(self):
+        for group in (self.token_group, self.group):
+            if group is not None:
+                await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.closing:
@@ -313,14 +325,18 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
     async def send_history(self, content):
         before = chat.optional_id(content, "before")
         limit = chat.page_size(content, settings.CHAT_HISTORY_PAGE)
-        messages, has_more = await chat.history(self.member, before, limit)
+        await self.send_history_page(before, *await chat.history(self.member, before, limit))
+
+    async def send_history_page(self, before, messages, has_more):
         if before is None:  # the latest page may overlap live events already queued
             self.replayed = {m["id"] for m in messages}
         messages = [chat.for_client(m, True, self.member) for m in messages]
         await self.send_json({"type": "history", "before": before, "messages": messages, "has_more": has_more})
 
     async def send_missed(self, after=None, after_seq=None):
-        messages, has_more = await chat.missed(self.member, after=after, after_seq=after_seq)
+        await self.send_missed_page(after, after_seq, *await chat.missed(self.member, after=after, after_seq=after_seq))
+
+    async def send_missed_page(self, after, after_seq, messages, has_more):
         self.replayed = {m["id"] for m in messages}
         for message in messages:
             await self.send_json(chat.for_client(message, True, self.member))

@@ -48,14 +48,16 @@ def dashboard(request):
     return render(request, "main/customer_service.html")
 
 
-def get_chat_order(user, order_id):
+def get_chat_order(user, order_id, is_employee=None):
     """The order whose chat `user` may join: its owner's or, for an employee,
-    any. None otherwise, the same answer whether or not the order exists."""
+    any. None otherwise, the same answer whether or not the order exists.
+    (`is_employee`: the caller's answer for the user, when it has one.)"""
     if not user.is_authenticated:
         return None
     # The same queries whether the order exists or not, so that timing does
     # not tell a probe which order ids are taken.
-    is_employee = user.is_employee
+    if is_employee is None:
+        is_employee = user.is_employee
     order = models.Order.objects.filter(pk=order_id).first()
     if order is None or not (order.user_id == user.pk or is_employee):
         return None
