@@ -54,6 +54,9 @@ logger = logging.getLogger(__name__)
 PRESENCE_SECONDS = 10
 PRESENCE_GRACE_SECONDS = 2  # a heartbeat sent 10 s after the last may take this long to land
 PRUNE_BATCH = 500  # expired members removed per call, at most
+# A listing reads people's details this many at a time: Lua's unpack() takes
+# at most about 8,000 values, and a listing of more failed outright.
+HMGET_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -185,9 +188,12 @@ local rows = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. cutoff, '+inf', 'WITHSC
 local members = {}
 for i = 1, #rows, 2 do members[#members + 1] = rows[i] end
 local infos = {}
-if #members > 0 then infos = redis.call('HMGET', KEYS[2], unpack(members)) end
+for first = 1, #members, HMGET_CHUNK do
+  local chunk = redis.call('HMGET', KEYS[2], unpack(members, first, math.min(first + HMGET_CHUNK - 1, #members)))
+  for i = 1, #chunk do infos[#infos + 1] = chunk[i] end
+end
 return {now_str, rows, infos}
-"""
+""".replace("HMGET_CHUNK", str(HMGET_CHUNK))
 )
 
 

@@ -257,3 +257,12 @@ async def test_heartbeats_land_after_redis_forgot_the_script(prefix, close_pool)
     await redis_pool.get_redis().script_flush()
     await asyncio.gather(*(presence.touch(7, f"user{n}@site.com", False) for n in range(50)))
     assert len((await presence.snapshot()).people) == 51
+
+
+async def test_a_listing_of_more_people_than_lua_can_unpack_at_once(prefix, close_pool):
+    """Lua's unpack() takes at most about 8,000 values: the listing reads
+    the people's details in chunks, so 9,000 present are all listed."""
+    await asyncio.gather(*(presence.touch(n // 2, f"user{n}@site.com", n % 2 == 1) for n in range(9000)))
+    people = (await presence.snapshot()).people
+    assert len(people) == 9000
+    assert sum(p.is_employee for p in people) == 4500
