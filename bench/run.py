@@ -603,7 +603,11 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a few seconds, small load: checks the instrument")
     parser.add_argument("--reps", type=int, default=None, help="interleaved repetitions (median reported)")
     parser.add_argument("--targets", default="P,B,U")
+    parser.add_argument(
+        "--rows", default="1,2,3,4,5,6,7,sweep", help="the rows to measure, and `sweep` for the latency sweep"
+    )
     args = parser.parse_args()
+    rows_wanted = set(args.rows.split(","))
     pinned(LOADGEN_CPU)()
 
     quick = args.quick
@@ -633,7 +637,7 @@ def main():
         report.machine = describe_machine(*stack.server_versions())
         mark("servers up")
         print(HEADER)
-        for rooms, rate in latency_cases:
+        for rooms, rate in latency_cases if "1" in rows_wanted else ():
             runs = {n: [] for n in names}
             for _ in range(reps):
                 for name in names:
@@ -644,7 +648,7 @@ def main():
                 row(f"1. latency {label}, {rooms} rooms, {rate} msg/s", figures, "ms", "lower")
 
         best = {n: (0.0, 0.0) for n in names}  # sustained msg/s, msg per server CPU-second
-        for name in names:
+        for name in names if "2" in rows_wanted else ():
             for rooms in ramp:
                 results = [
                     measure(stack, name, functools.partial(loadgen.closed_loop, rooms=rooms, seconds=seconds))
@@ -656,12 +660,13 @@ def main():
                     break
                 if rate > best[name][0]:
                     best[name] = (rate, per_cpu)
-        row("2. throughput, closed loop (p99 < 250 ms)", {n: best[n][0] for n in names}, "msg/s", "higher")
-        row("2. throughput per server CPU-second", {n: best[n][1] for n in names}, "msg/CPU-s", "higher")
+        if "2" in rows_wanted:
+            row("2. throughput, closed loop (p99 < 250 ms)", {n: best[n][0] for n in names}, "msg/s", "higher")
+            row("2. throughput per server CPU-second", {n: best[n][1] for n in names}, "msg/CPU-s", "higher")
 
         stack.check_logs()
         mark("rows 1-2")
-        for count in idle_counts:
+        for count in idle_counts if "3" in rows_wanted else ():
             failed = idle_connections(stack, names, count, idle_seconds)
             # The storms overrun the Redis pools (redis-py raises rather than
             # waits past max_connections): a figure of this row, not a stop.
@@ -673,21 +678,25 @@ def main():
             if failed.get("P"):
                 raise SystemExit(f"FAIL idle connections: {failed['P']} of P's {count} sockets failed")
         mark("row 3")
-        presence_cost(stack, present, unrelated, refreshes=5 if quick else 20)
-        if "P" in names:
+        if "4" in rows_wanted:
+            presence_cost(stack, present, unrelated, refreshes=5 if quick else 20)
+        if "4" in rows_wanted and "P" in names:
             open_dashboards(stack, [1, 10] if quick else [1, 10, 50], arrivals=3 if quick else 20)
         mark("row 4")
-        if "P" in names:
+        if "P" in names and "5" in rows_wanted:
             heartbeat_cost(stack, 20 if quick else 200, 400 if quick else 2000, 1 if quick else 10)
             mark("row 5")
+        if "P" in names and "6" in rows_wanted:
             rest(stack, order_counts, http_seconds)
             mark("row 6")
+        if "P" in names and "7" in rows_wanted:
             tracker(stack, http_seconds)
             mark("row 7")
-        # Last: it takes each target into overload, which must not weigh on the rows.
-        rooms, rates, point_seconds, budget = sweep
-        report.sweep = latency_sweep(stack, names, rooms, rates, point_seconds, reps, budget)
-        mark("latency sweep")
+        if "sweep" in rows_wanted:
+            # Last: it takes each target into overload, which must not weigh on the rows.
+            rooms, rates, point_seconds, budget = sweep
+            report.sweep = latency_sweep(stack, names, rooms, rates, point_seconds, reps, budget)
+            mark("latency sweep")
 
         stack.check_logs()
         status = "ok"
