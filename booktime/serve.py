@@ -40,9 +40,10 @@ class BookTimeCommandLine(CommandLineInterface):
 # collection, and a worker holding thousands of sockets tracks millions: at
 # 5,000 sockets each full collection stopped the event loop for about 0.6 s,
 # and a connect storm ran a dozen of them (a sixth of the storm's time).
-# Objects made while the server starts are frozen out of the scans, and
-# the youngest generation is collected ~70x less often, the others rarely. Garbage without cycles is freed at once
-# as ever; cyclic garbage waits a little longer.
+# Objects made while the server starts are frozen out of the scans, the
+# youngest generation is collected ~70x less often and the others rarely.
+# Garbage without cycles is freed at once as ever; cyclic garbage waits a
+# little longer.
 GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults: (700, 10, 10)
 
 

@@ -119,11 +119,12 @@ def parse_id(value):
     return value
 
 
-def _join(user, order_id):
+def join(user, order_id):
     """The Member `user` is in order `order_id`'s chat, or None when refused
     (anonymous, not theirs, no such order, not an id: one answer for all, so
     a refusal says nothing about whether the order exists). An employee who
-    is admitted becomes the order's last_spoken_to."""
+    is admitted becomes the order's last_spoken_to. Synchronous: open_chat
+    runs it on the database thread."""
     order_id = parse_id(order_id)
     if user is None or order_id is None:
         return None
@@ -144,9 +145,6 @@ def _join(user, order_id):
     )
 
 
-join = db(_join)
-
-
 @dataclass
 class Opening:
     """What a socket's handshake reads: the member and, for v2, everyone's
@@ -165,7 +163,7 @@ def open_chat(user, order_id, token_key=None, v2=False, after=None, after_seq=No
     four queued behind each other's: the Opening, or None when the user is
     refused (see join) or `token_key`, the token the socket was opened with,
     is no longer valid."""
-    member = _join(user, order_id)
+    member = join(user, order_id)
     if member is None or (token_key is not None and live_token(user, token_key) is None):
         return None
     if not v2:

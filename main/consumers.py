@@ -197,8 +197,8 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
     async def disconnect(self, code):
         try:
             if self.member is not None:
-                await self.channel_layer.group_send(self.group, chat.presence_event("chat_leave", self.member))
                 logger.info("Chat closed: user %s, order %s", self.member.user_id, self.member.order_id)
+                await self.channel_layer.group_send(self.group, chat.presence_event("chat_leave", self.member))
         finally:
             await self.leave_groups()
 

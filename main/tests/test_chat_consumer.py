@@ -365,7 +365,7 @@ async def test_resume_by_seq_gets_a_message_that_was_fanned_out_late(people):
     customer, order, agent, _ = people
     c = await connected(customer, order.pk, v2=True)
     assert (await receive(c, "history"))["messages"] == []
-    member = await chat.join(agent, order.pk)
+    member = (await chat.open_chat(agent, order.pk)).member
     first = await chat.store_message(member, "stored first, delivered late")
     second = await chat.store_message(member, "stored second, delivered first")
     assert (first["seq"], second["seq"]) == (1, 2)
