@@ -130,14 +130,18 @@ class MobileOrderSerializer(serializers.Serializer):
     summary = serializers.CharField(help_text='e.g. "2 x The B Book, 1 x The book of A"')
     price = serializers.SerializerMethodField(help_text="Total price, e.g. 28.0")
 
+    # Reads the dicts of Order.objects.summaries().
+
     @extend_schema_field(OpenApiTypes.URI)
     def get_image(self, order):
-        url = order.mobile_thumb_url
-        return self.context["request"].build_absolute_uri(url) if url else None
+        if not order["thumbnail"]:
+            return None
+        url = models.ProductImage.thumbnail.field.storage.url(order["thumbnail"])
+        return self.context["request"].build_absolute_uri(url)
 
     @extend_schema_field(OpenApiTypes.DOUBLE)
     def get_price(self, order):
-        return float(order.total_price)
+        return float(order["total_price"])
 
 
 @extend_schema(
@@ -149,7 +153,7 @@ class MobileOrderSerializer(serializers.Serializer):
 @permission_classes((IsAuthenticated,))
 def my_orders(request):
     """The caller's orders, newest first."""
-    orders = models.Order.objects.filter(user=request.user).order_by("-date_added", "-pk").with_lines()
+    orders = models.Order.objects.filter(user=request.user).order_by("-date_added", "-pk").summaries()
     return Response(MobileOrderSerializer(orders, many=True, context={"request": request}).data)
 
 

@@ -94,7 +94,41 @@ class ProductImage(models.Model):
         return f"Image of {self.product}"
 
 
+def summarise(product_names):
+    """'2 x The B Book, 1 x The book of A': one piece per product, in the
+    order the products first appear."""
+    return ", ".join(f"{count} x {name}" for name, count in Counter(product_names).items())
+
+
 class OrderQuerySet(models.QuerySet):
+    def summaries(self):
+        """Each order's id, summary, total_price and thumbnail (the first
+        product's, as a storage name, or None) as dicts, in this queryset's
+        order, from one query: rows, not model instances, so listing a long
+        order history costs a few times a plain .values() (the mobile API's
+        my-orders). The same figures as the Order properties below."""
+        first_thumbnail = ProductImage.objects.filter(product=models.OuterRef("lines__product")).order_by("pk")
+        rows = self.annotate(thumbnail=models.Subquery(first_thumbnail.values("thumbnail")[:1])).values_list(
+            "pk", "lines__pk", "lines__product__name", "lines__product__price", "thumbnail"
+        )
+        lines_by_order = {}
+        for order_id, line_id, name, price, thumbnail in rows:
+            lines = lines_by_order.setdefault(order_id, [])
+            if line_id is not None:  # an order with no lines is one row of NULLs
+                lines.append((line_id, name, price, thumbnail))
+        summaries = []
+        for order_id, lines in lines_by_order.items():
+            lines.sort()  # by line id, as Order._lines
+            summaries.append(
+                {
+                    "id": order_id,
+                    "summary": summarise(name for _, name, _, _ in lines),
+                    "total_price": sum((price for _, _, price, _ in lines), Decimal("0")),
+                    "thumbnail": (lines[0][3] or None) if lines else None,
+                }
+            )
+        return summaries
+
     def with_lines(self):
         """Prefetch what summary, total_price and mobile_thumb_url read:
         a fixed number of queries however many orders and lines."""
@@ -148,7 +182,8 @@ class Order(models.Model):
 
     # The three properties below read `self.lines.all()`, so a queryset that
     # prefetches lines__product (and its images) computes them with no query
-    # per order. See OrderQuerySet.with_summary_data().
+    # per order. See OrderQuerySet.with_lines(), and
+    # OrderQuerySet.summaries() for the same figures without instances.
 
     def _lines(self):
         return sorted(self.lines.all(), key=lambda line: line.pk)
@@ -156,8 +191,7 @@ class Order(models.Model):
     @property
     def summary(self):
         """'2 x The B Book, 1 x The book of A', one piece per product."""
-        counts = Counter(line.product.name for line in self._lines())
-        return ", ".join(f"{count} x {name}" for name, count in counts.items())
+        return summarise(line.product.name for line in self._lines())
 
     @property
     def total_price(self):

@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 
@@ -47,6 +48,37 @@ def test_properties_use_prefetched_lines(order, django_assert_num_queries):
         assert fetched.summary.count(" x ") == 3
         assert fetched.total_price == Decimal("30.00")
         assert fetched.mobile_thumb_url is None
+
+
+def test_summaries_match_the_properties_in_one_query(order, django_assert_num_queries):
+    pictured = factories.ProductImageFactory().product
+    factories.ProductImageFactory(product=pictured)  # a second image, not the one shown
+    unpictured = factories.ProductFactory(name="The C Book", price=Decimal("7.25"))
+    factories.OrderLineFactory(order=order, product=pictured)
+    factories.OrderLineFactory.create_batch(2, order=order, product=unpictured)
+    led_by_unpictured = factories.OrderFactory(user=order.user)
+    factories.OrderLineFactory(order=led_by_unpictured, product=unpictured)
+    factories.OrderLineFactory(order=led_by_unpictured, product=pictured)
+    empty = factories.OrderFactory(user=order.user)
+    factories.OrderFactory()  # someone else's
+
+    ordered = models.Order.objects.filter(user=order.user).order_by("-pk")
+    with django_assert_num_queries(1):
+        summaries = ordered.summaries()
+
+    assert [s["id"] for s in summaries] == [empty.pk, led_by_unpictured.pk, order.pk]
+    for summary, instance in zip(summaries, ordered.with_lines(), strict=True):
+        url = instance.mobile_thumb_url
+        assert summary == {
+            "id": instance.pk,
+            "summary": instance.summary,
+            "total_price": instance.total_price,
+            "thumbnail": url and url.removeprefix(settings.MEDIA_URL),
+        }
+    assert summaries[2]["summary"] == f"1 x {pictured.name}, 2 x The C Book"
+    assert summaries[2]["thumbnail"] == pictured.productimage_set.order_by("pk")[0].thumbnail.name
+    assert summaries[1]["thumbnail"] is None
+    assert summaries[0] == {"id": empty.pk, "summary": "", "total_price": Decimal("0"), "thumbnail": None}
 
 
 @pytest.mark.parametrize(
