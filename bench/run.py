@@ -336,8 +336,10 @@ def presence_cost(stack, present, unrelated, refreshes):
     env = dict(stack.env, REDIS_URL=f"redis://127.0.0.1:{stack.redis_port}/1")
     args = [sys.executable, "-m", "bench.presence_cost", "--present", ",".join(map(str, present))]
     args += ["--unrelated", ",".join(map(str, unrelated)), "--refreshes", str(refreshes)]
-    out = subprocess.run(args, cwd=ROOT, env=env, check=True, capture_output=True, text=True, timeout=600).stdout
-    for case in map(json.loads, out.splitlines()):
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode:
+        raise SystemExit(f"FAIL bench.presence_cost exited {done.returncode}:\n{done.stderr[-3000:]}")
+    for case in map(json.loads, done.stdout.splitlines()):
         label = f"4. dashboard refresh, {case['present']} present, {case['unrelated']} unrelated keys"
         row(f"{label}: Redis time (B: KEYS)", {"P": case["ours_redis_us"], "B": case["keys_redis_us"]}, "us", "lower")
         row(f"{label}: wall time (B: KEYS)", {"P": case["ours_wall_ms"], "B": case["keys_wall_ms"]}, "ms", "lower")
