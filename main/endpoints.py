@@ -125,12 +125,12 @@ def logout(request):
 
 
 class MobileOrderSerializer(serializers.Serializer):
+    """One of the dicts of Order.objects.summaries(), as the app reads it."""
+
     id = serializers.IntegerField()
     image = serializers.SerializerMethodField(help_text="Absolute URL of the first product's thumbnail")
     summary = serializers.CharField(help_text='e.g. "2 x The B Book, 1 x The book of A"')
     price = serializers.SerializerMethodField(help_text="Total price, e.g. 28.0")
-
-    # Reads the dicts of Order.objects.summaries().
 
     @extend_schema_field(OpenApiTypes.URI)
     def get_image(self, order):

@@ -279,8 +279,8 @@ async def _redis_snapshot(grace):
     now, members, scores, infos = await _run("list", _LIST, [expiry, info], [grace])
     people = []
     if members:
-        members = json.loads(b"[" + members + b"]")
-        for (order_id, email), score, data in zip(members, scores.split(), infos.split(), strict=True):
+        member_pairs = json.loads(b"[" + members + b"]")  # [order_id, email] each
+        for (order_id, email), score, data in zip(member_pairs, scores.split(), infos.split(), strict=True):
             employee, _, since = data.partition(b":")
             people.append(Presence(order_id, email, employee == b"1", float(since), float(score)))
     return Snapshot(float(now), _sort(people), grace)
