@@ -38,6 +38,7 @@ class Report:
         self.machine = {}
         self.sweep = None
         self.plot = None  # its path, relative to the repository
+        self.p_server = "daphne"  # the server P runs on (--p-server)
 
     def row(self, label, figures, unit, better):
         """Print one table line, a figure per target and P's ratios to B and U."""
@@ -69,7 +70,7 @@ class Report:
             f"Python {m.get('python')}, Django {v.get('Django')}, Channels {v.get('channels')}, "
             f"channels-redis {v.get('channels-redis')}, daphne {v.get('daphne')}, Redis {m.get('redis_server')} "
             f"(redis-py {v.get('redis')}), PostgreSQL {m.get('postgresql')}; "
-            f"{self.started:%Y-%m-%d %H:%M} UTC, {mode} run, "
+            f"{self.started:%Y-%m-%d %H:%M} UTC, {mode} run, P on {self.p_server}, "
             f"{f'{reps} repetitions (medians)' if reps > 1 else '1 repetition'}, "
             f"commit {m.get('commit') or 'unknown'}{' (modified)' if m.get('modified') else ''}"
         )
@@ -83,6 +84,7 @@ class Report:
             "mode": mode,
             "repetitions": reps,
             "targets": targets,
+            "p_server": self.p_server,
             "started": self.started.isoformat(timespec="seconds"),
             "finished": finished.isoformat(timespec="seconds"),
             "elapsed_s": round((finished - self.started).total_seconds(), 1),

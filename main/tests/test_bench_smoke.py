@@ -41,6 +41,7 @@ def test_bench_quick_prints_all_seven_rows_and_writes_its_results():
 
     results = json.loads((OUT / "results.json").read_text())
     assert (results["status"], results["mode"], results["repetitions"]) == ("ok", "quick", 1)
+    assert results["p_server"] == "daphne"
     assert results["plot"] == "artifacts/bench/latency.png"
     machine = results["machine"]
     assert machine["cpu"] and machine["cores"] >= 1 and machine["ram_gib"] > 0 and machine["kernel"]
@@ -66,3 +67,21 @@ def test_bench_quick_prints_all_seven_rows_and_writes_its_results():
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
     width, height = struct.unpack(">II", png[16:24])
     assert width >= 800 and height >= 500 and len(png) > 20_000, (width, height, len(png))
+
+
+@pytest.mark.timeout(120)
+def test_bench_runs_our_application_on_uvicorn_for_comparison():
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--p-server", "uvicorn", "--targets", "P", "--rows", "1,5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads((OUT / "results.json").read_text())
+    assert (results["status"], results["p_server"], results["targets"]) == ("ok", "uvicorn", ["P"])
+    assert "P on uvicorn" in results["machine_line"]
+    assert {r["row"] for r in results["rows"]} == {1, 5}
+    assert all(r["figures"]["P"] for r in results["rows"] if r["label"].startswith("1. latency"))
+    assert results["plot"] is None  # no sweep, and never docs/ for another server
