@@ -17,7 +17,7 @@ ARTIFACTS = ROOT / "artifacts" / "bench"
 HEADER = "| row | P | B | U | unit | P/B | P/U | better |\n|---|---|---|---|---|---|---|---|"
 # The packages the figures depend on, as installed (the servers run on the
 # same interpreter as the bench).
-PACKAGES = ("Django", "channels", "channels-redis", "daphne", "redis", "websockets", "psycopg", "aiohttp")
+PACKAGES = ("Django", "channels", "channels-redis", "daphne", "redis", "websockets", "psycopg", "aiohttp", "uvicorn")
 
 
 def finite(value):
@@ -70,7 +70,7 @@ class Report:
             f"Python {m.get('python')}, Django {v.get('Django')}, Channels {v.get('channels')}, "
             f"channels-redis {v.get('channels-redis')}, daphne {v.get('daphne')}, Redis {m.get('redis_server')} "
             f"(redis-py {v.get('redis')}), PostgreSQL {m.get('postgresql')}; "
-            f"{self.started:%Y-%m-%d %H:%M} UTC, {mode} run, P on {self.p_server}, "
+            f"{self.started:%Y-%m-%d %H:%M} UTC, {mode} run, P on {self.p_server} {v.get(self.p_server)}, "
             f"{f'{reps} repetitions (medians)' if reps > 1 else '1 repetition'}, "
             f"commit {m.get('commit') or 'unknown'}{' (modified)' if m.get('modified') else ''}"
         )
