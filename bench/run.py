@@ -3,6 +3,7 @@ tutorial's chat (B) and a plain `websockets` relay (U), side by side.
 
     .venv/bin/python -m bench.run            # full run, many minutes
     .venv/bin/python -m bench.run --quick    # about a minute: the instrument works
+    .venv/bin/python -m bench.run --p-server uvicorn --targets P   # P on another server
 
 It prints the table and writes it to artifacts/bench/: results.json (every
 row's figures, the sweep's points, the machine and the versions measured)
