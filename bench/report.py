@@ -38,7 +38,7 @@ class Report:
         self.machine = {}
         self.sweep = None
         self.plot = None  # its path, relative to the repository
-        self.p_server = "daphne"  # the server P runs on (--p-server)
+        self.p_server = None  # the server P runs on (bench.run sets it: --p-server)
 
     def row(self, label, figures, unit, better):
         """Print one table line, a figure per target and P's ratios to B and U."""

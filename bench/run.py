@@ -82,10 +82,12 @@ SQL_SETTLE = 11.0  # seconds
 QUICK_SQL_SETTLE = 0.5  # the quick mode's SQL counts may include late reports: not results
 BENCH_LIMITS = {"CHAT_RATE_BURST": "1000000", "CHAT_RATE_PER_SECOND": "1000000"}
 PLOT = ROOT / "docs" / "bench-latency.png"  # a full run's; a quick run's stays in ARTIFACTS
+SERVE = [sys.executable, "-m", "booktime.serve", "-b", "127.0.0.1", "-v", "0"]  # the shipped worker, B's too
 # The servers P can run on, each given its port last: the shipped worker, and
 # uvicorn for comparison (bench.uvicorn_server; B and U stay as they are).
+SHIPPED_SERVER = "daphne"
 P_SERVERS = {
-    "daphne": [sys.executable, "-m", "booktime.serve", "-b", "127.0.0.1", "-v", "0", "booktime.asgi:application", "-p"],
+    SHIPPED_SERVER: SERVE + ["booktime.asgi:application", "-p"],
     "uvicorn": [sys.executable, "-m", "bench.uvicorn_server", "--port"],
 }
 report = Report()
@@ -171,7 +173,7 @@ def server_env(database_url, redis_url, secret):
 class Stack:
     """Redis, a bench database, and the three servers."""
 
-    def __init__(self, rooms, orders, sql_settle=SQL_SETTLE, p_server="daphne"):
+    def __init__(self, rooms, orders, sql_settle=SQL_SETTLE, p_server=SHIPPED_SERVER):
         self.procs = []
         self.sql_settle = sql_settle
         redis_port = self.redis_port = free_port()
@@ -188,12 +190,11 @@ class Stack:
             "courier",
         )
         self.env.update(BENCH_LIMITS, COURIER_API_URL=f"http://127.0.0.1:{self.courier_port}/")
-        serve = [sys.executable, "-m", "booktime.serve", "-b", "127.0.0.1", "-v", "0"]
         port = free_port()
         self.targets = {
             "B": (
                 loadgen.Target("B", f"ws://127.0.0.1:{port}", "tutorial"),
-                self.start(serve + ["-p", str(port), "bench.baseline_asgi:application"], port, "B"),
+                self.start(SERVE + ["-p", str(port), "bench.baseline_asgi:application"], port, "B"),
             )
         }
         port = free_port()
@@ -210,7 +211,7 @@ class Stack:
         # view (bench/urls.py), in a server of its own.
         port = free_port()
         env, self.env = self.env, dict(self.env, DJANGO_SETTINGS_MODULE="bench.settings")
-        self.plain = self.start(serve + ["-p", str(port), "booktime.asgi:application"], port, "plain")
+        self.plain = self.start(P_SERVERS[SHIPPED_SERVER] + [str(port)], port, "plain")
         self.env = env
 
     def start(self, args, port, name):
@@ -619,7 +620,7 @@ def main():
     parser.add_argument("--reps", type=int, default=None, help="interleaved repetitions (median reported)")
     parser.add_argument("--targets", default="P,B,U")
     parser.add_argument(
-        "--p-server", choices=sorted(P_SERVERS), default="daphne", help="the server P runs on (default: shipped)"
+        "--p-server", choices=sorted(P_SERVERS), default=SHIPPED_SERVER, help="the server P runs on (default: shipped)"
     )
     parser.add_argument(
         "--rows", default="1,2,3,4,5,6,7,sweep", help="the rows to measure, and `sweep` for the latency sweep"
@@ -731,7 +732,7 @@ def main():
             from .plot import latency_plot  # matplotlib, a dev dependency, only once there is something to draw
 
             # docs/ holds the shipped configuration's plot only.
-            path = ARTIFACTS / "latency.png" if quick or args.p_server != "daphne" else PLOT
+            path = ARTIFACTS / "latency.png" if quick or args.p_server != SHIPPED_SERVER else PLOT
             plot = latency_plot(report.sweep, path, report.machine_line(mode, reps))
             report.plot = str(plot.relative_to(ROOT))
         written = report.write(ARTIFACTS, mode, reps, names, status)
