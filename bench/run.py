@@ -3,7 +3,7 @@ tutorial's chat (B) and a plain `websockets` relay (U), side by side.
 
     .venv/bin/python -m bench.run            # full run, many minutes
     .venv/bin/python -m bench.run --quick    # about a minute: the instrument works
-    .venv/bin/python -m bench.run --p-server uvicorn --targets P   # P on another server
+    .venv/bin/python -m bench.run --p-server daphne --targets P    # P on another server
 
 It prints the table and writes it to artifacts/bench/: results.json (every
 row's figures, the sweep's points, the machine and the versions measured)
@@ -84,11 +84,11 @@ BENCH_LIMITS = {"CHAT_RATE_BURST": "1000000", "CHAT_RATE_PER_SECOND": "1000000"}
 PLOT = ROOT / "docs" / "bench-latency.png"  # a full run's; a quick run's stays in ARTIFACTS
 SERVE = [sys.executable, "-m", "booktime.serve", "-b", "127.0.0.1", "-v", "0"]  # the shipped worker, B's too
 # The servers P can run on, each given its port last: the shipped worker, and
-# uvicorn for comparison (bench.uvicorn_server; B and U stay as they are).
-SHIPPED_SERVER = "daphne"
+# daphne for comparison (bench.daphne_server; B and U stay as they are).
+SHIPPED_SERVER = "uvicorn"
 P_SERVERS = {
     SHIPPED_SERVER: SERVE + ["booktime.asgi:application", "-p"],
-    "uvicorn": [sys.executable, "-m", "bench.uvicorn_server", "--port"],
+    "daphne": [sys.executable, "-m", "bench.daphne_server", "--port"],
 }
 report = Report()
 

@@ -1,4 +1,4 @@
-"""ASGI entry point for production servers: `daphne booktime.asgi:application`."""
+"""ASGI entry point for production workers (`python -m booktime.serve` runs it)."""
 
 import os
 

@@ -10,6 +10,7 @@ from django.urls import re_path
 
 django_asgi_app = get_asgi_application()
 
+import main.per_loop  # noqa: E402
 import main.routing  # noqa: E402  (imports models: after Django is set up)
 from booktime.auth import TokenAuthMiddlewareStack  # noqa: E402
 from booktime.origin import AllowedHostsOrNoOriginValidator  # noqa: E402
@@ -32,5 +33,7 @@ application = ProtocolTypeRouter(
                 URLRouter(main.routing.websocket_urlpatterns + [re_path(r"", WebsocketDenier.as_asgi())])
             )
         ),
+        # Under uvicorn: the shared connections are closed as the worker stops.
+        "lifespan": main.per_loop.lifespan,
     }
 )

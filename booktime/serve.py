@@ -1,39 +1,64 @@
-"""Run the production ASGI server: daphne, with an access log that never
-shows query strings (the mobile app sends its token as `?token=`).
+"""Run a production worker: our application on uvicorn (uvloop, httptools,
+the `websockets` package's sans-I/O protocol), the server the bench measured
+fastest (README, "Which server").
 
-    python -m booktime.serve -b 127.0.0.1 -p 8101 booktime.asgi:application
+    python -m booktime.serve -b 127.0.0.1 -p 8101
 
-takes daphne's own command-line options.
+Logging goes through Django's LOGGING (settings.py), whose handler keeps
+query strings out of every line (the mobile app sends its token as
+`?token=`): uvicorn's access and WebSocket lines included. Proxy headers
+(X-Forwarded-For, X-Forwarded-Proto) are trusted from FORWARDED_ALLOW_IPS,
+by default 127.0.0.1 (nginx on the same host, deploy/nginx.conf).
 """
 
+import argparse
 import gc
+import signal
+import sys
 
-from daphne.cli import CommandLineInterface
-from daphne.server import Server
+import uvicorn
+from uvicorn.importer import import_from_string
 
-from booktime.logsafe import strip_query
-
-
-def without_query_string(action_logger):
-    def log(protocol, action, details):
-        action_logger(protocol, action, dict(details, path=strip_query(details.get("path"))))
-
-    return log
-
-
-class BookTimeServer(Server):
-    def __init__(self, *args, action_logger=None, **kwargs):
-        if action_logger is not None:
-            action_logger = without_query_string(action_logger)
-        super().__init__(*args, action_logger=action_logger, **kwargs)
-
-    def run(self):
-        tune_garbage_collection()  # the application and Django are loaded by now
-        super().run()
+# A stop (SIGTERM or Ctrl-C) closes every chat socket with 1012 (service
+# restart: clients reconnect and resume), lets their consumers leave their
+# chats, then closes the shared connections (ASGI lifespan, main.per_loop).
+# A response still streaming after this long (a dashboard's event stream) is
+# cancelled; the browser reconnects to another worker.
+SHUTDOWN_GRACE_SECONDS = 5
 
 
-class BookTimeCommandLine(CommandLineInterface):
-    server_class = BookTimeServer
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m booktime.serve", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-b", "--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("-p", "--port", type=int, default=8000)
+    parser.add_argument(
+        "-v", "--verbosity", type=int, default=1, choices=(0, 1), help="0: warnings only, no access log"
+    )
+    parser.add_argument("application", nargs="?", default="booktime.asgi:application")
+    args = parser.parse_args(argv)
+
+    application = import_from_string(args.application)  # sets Django and its logging up
+    # uvicorn re-raises the SIGTERM it handled once it has shut down; a
+    # clean stop then exits with 0 rather than die of the signal.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    tune_garbage_collection()  # the application and Django are loaded by now
+    uvicorn.run(
+        application,
+        host=args.bind,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        # Chat frames are small: compressing them saves little and costs each
+        # socket a compressor and a decompressor (zlib state, tens of KB).
+        ws_per_message_deflate=False,
+        lifespan="auto",  # ours closes the shared connections; the bench's baseline has none
+        log_config=None,  # Django's LOGGING, with its query-string filter
+        log_level=None if args.verbosity else "warning",
+        access_log=bool(args.verbosity),
+        server_header=False,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+    )
 
 
 # Python's cyclic garbage collector scans every object it tracks in a full
@@ -53,4 +78,4 @@ def tune_garbage_collection():
 
 
 if __name__ == "__main__":
-    BookTimeCommandLine.entrypoint()
+    main()

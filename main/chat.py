@@ -47,7 +47,8 @@ CLOSE_TOKEN_REVOKED = 4401
 CLOSE_POLICY_VIOLATION = 1008
 # A handshake or socket the server cannot serve now (PostgreSQL unreachable):
 # reconnect with back-off. (As 4401 mirrors HTTP 401, 4503 mirrors 503;
-# daphne lets an application send only 1000 or 3000-4999, not 1013.)
+# daphne, under runserver, lets an application send only 1000 or
+# 3000-4999, not 1013.)
 CLOSE_TRY_AGAIN_LATER = 4503
 
 logger = logging.getLogger(__name__)

@@ -91,8 +91,9 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
 
     def _unless_gone(self, send):
         # A socket can close under its consumer: once the client has gone,
-        # daphne refuses a send (autobahn's Disconnected; ASGI servers raise an
-        # OSError) while the websocket.disconnect that follows waits its turn,
+        # the server refuses a send (uvicorn's ClientDisconnected, an OSError;
+        # autobahn's Disconnected under runserver's daphne) while the
+        # websocket.disconnect that follows waits its turn,
         # e.g. when both ends of a chat close at once. What was being sent is
         # dropped and the disconnect then ends the consumer as usual; before,
         # the consumer died with a traceback and never left its chat.
@@ -189,7 +190,7 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
     async def websocket_disconnect(self, message):
         # Channels' own also runs close_old_connections() in its one sync
         # thread as each socket closes: a worker's sockets closing together
-        # queued there, one thread hop each, past daphne's close timeout.
+        # queued there, one thread hop each, past the server's close timeout.
         # This consumer's database calls close what they open (main.db).
         await self.disconnect(message["code"])
         raise StopConsumer()

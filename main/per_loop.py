@@ -1,9 +1,11 @@
 """Resources that belong to one event loop, as redis.asyncio and aiohttp
-connection pools do: one per loop, so one per server process (daphne runs a
-single loop) and a fresh one for each test's loop.
+connection pools do: one per loop, so one per server process (a worker runs
+a single loop) and a fresh one for each test's loop.
 
-daphne runs on a Twisted reactor, which has no ASGI lifespan: the resources
-are closed by a reactor shutdown trigger instead, before the loop stops.
+They are closed as the server stops: by the ASGI lifespan's shutdown under
+uvicorn (`lifespan` below, routed in booktime.routing), and under runserver,
+whose daphne runs on a Twisted reactor without a lifespan, by a reactor
+shutdown trigger before the loop stops.
 """
 
 import asyncio
@@ -23,7 +25,7 @@ def get(name, create, close):
     resources = _by_loop.get(loop)
     if resources is None:
         resources = _by_loop[loop] = {}
-        _close_all_at_server_shutdown()
+        _close_all_at_reactor_shutdown()
     if name not in resources:
         resources[name] = (create(), close)
     return resources[name][0]
@@ -44,7 +46,20 @@ async def close_all():
     logger.info("Closed the shared connections: %s", ", ".join(names) or "none")
 
 
-def _close_all_at_server_shutdown():
+async def lifespan(scope, receive, send):
+    """The ASGI lifespan: nothing to open at start-up (resources are made on
+    first use); at shutdown, once every connection has been served, close them."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await close_all()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def _close_all_at_reactor_shutdown():
     reactor = sys.modules.get("twisted.internet.reactor")
     if reactor is not None:
         from twisted.internet.defer import Deferred

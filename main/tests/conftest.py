@@ -32,13 +32,13 @@ def people(db):
 
 
 @pytest.fixture
-def daphne_server(transactional_db):
-    """Start our app under a real daphne on loopback; stopped after the test.
+def worker_server(transactional_db):
+    """Start our app in a real production worker (booktime.serve) on loopback; stopped after the test.
     Call it with env overrides for a non-default configuration."""
     started = []
 
     def start(env=None):
-        server = servers.daphne(env)
+        server = servers.worker(env)
         started.append(server)
         return server
 
@@ -80,7 +80,7 @@ def browser():
 
     Playwright's sync API keeps an event loop running in this thread, which
     makes Django refuse ORM calls from the test itself; the app under test is
-    another process (daphne), unaffected by allowing them here."""
+    another process (a worker), unaffected by allowing them here."""
     from playwright.sync_api import sync_playwright
 
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")

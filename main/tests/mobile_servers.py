@@ -1,5 +1,5 @@
 """Real servers and a real HTTP client for the mobile API's end-to-end tests:
-our app under daphne and the courier stand-in, both on loopback."""
+our app in a production worker and the courier stand-in, both on loopback."""
 
 import asyncio
 import json
@@ -82,10 +82,10 @@ def standin():
 
 @pytest.fixture(scope="module")
 def app(django_db_setup, django_db_blocker, standin):
-    """Our app under daphne, once per module, on the test database, calling
+    """Our app in a production worker, once per module, on the test database, calling
     the stand-in courier with a short timeout."""
     with django_db_blocker.unblock():
-        server = servers.daphne(
+        server = servers.worker(
             {
                 "COURIER_API_URL": f"{standin.url}/",
                 "COURIER_API_TIMEOUT": str(COURIER_TIMEOUT),

@@ -87,9 +87,9 @@ class Server:
         self._log.close()
 
 
-def daphne(env_overrides=None, port=None):
-    """Our ASGI application under daphne (as production runs it, through
-    booktime.serve), on the suite's test database."""
+def worker(env_overrides=None, port=None):
+    """Our ASGI application in a production worker (booktime.serve, as
+    production runs it), on the suite's test database."""
     port = port or free_port()
     env = dict(os.environ)
     env.update(

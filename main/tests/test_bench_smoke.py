@@ -41,12 +41,12 @@ def test_bench_quick_prints_all_seven_rows_and_writes_its_results():
 
     results = json.loads((OUT / "results.json").read_text())
     assert (results["status"], results["mode"], results["repetitions"]) == ("ok", "quick", 1)
-    assert results["p_server"] == "daphne"
+    assert results["p_server"] == "uvicorn"
     assert results["plot"] == "artifacts/bench/latency.png"
     machine = results["machine"]
     assert machine["cpu"] and machine["cores"] >= 1 and machine["ram_gib"] > 0 and machine["kernel"]
     assert machine["python"] and machine["redis_server"] and machine["postgresql"]
-    for package in ("Django", "channels", "daphne", "redis"):
+    for package in ("Django", "channels", "uvicorn", "redis"):
         assert machine["versions"][package], package
     assert [r["line"] for r in results["rows"]] == printed
     assert all(r["figures"]["P"] is not None for r in results["rows"])
@@ -70,9 +70,9 @@ def test_bench_quick_prints_all_seven_rows_and_writes_its_results():
 
 
 @pytest.mark.timeout(120)
-def test_bench_runs_our_application_on_uvicorn_for_comparison():
+def test_bench_runs_our_application_on_daphne_for_comparison():
     run = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--quick", "--p-server", "uvicorn", "--targets", "P", "--rows", "1,5"],
+        [sys.executable, "-m", "bench.run", "--quick", "--p-server", "daphne", "--targets", "P", "--rows", "1,5"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -80,8 +80,8 @@ def test_bench_runs_our_application_on_uvicorn_for_comparison():
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     results = json.loads((OUT / "results.json").read_text())
-    assert (results["status"], results["p_server"], results["targets"]) == ("ok", "uvicorn", ["P"])
-    assert "P on uvicorn" in results["machine_line"]
+    assert (results["status"], results["p_server"], results["targets"]) == ("ok", "daphne", ["P"])
+    assert "P on daphne" in results["machine_line"]
     assert {r["row"] for r in results["rows"]} == {1, 5}
     assert all(r["figures"]["P"] for r in results["rows"] if r["label"].startswith("1. latency"))
     assert results["plot"] is None  # no sweep, and never docs/ for another server

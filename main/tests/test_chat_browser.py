@@ -1,4 +1,4 @@
-"""The chat page in headless Debian chromium against a real daphne: a
+"""The chat page in headless Debian chromium against a real worker: a
 customer and an agent in two browser contexts."""
 
 import asyncio
@@ -23,12 +23,12 @@ def open_chat(browser, server, email, order):
     return context, page
 
 
-def test_customer_and_agent_chat_and_a_reload_shows_the_history(daphne_server, browser):
+def test_customer_and_agent_chat_and_a_reload_shows_the_history(worker_server, browser):
     customer = factories.UserFactory(email="jane_doe@example.com", first_name="Jane", last_name="Doe")
     order = factories.OrderFactory(user=customer)
     factories.OrderLineFactory(order=order, product=factories.ProductFactory(name="Django Stories"))
     factories.EmployeeFactory(email="agent@booktime.domain", first_name="Adam", last_name="Ford")
-    server = daphne_server()
+    server = worker_server()
 
     customer_context, customer_page = open_chat(browser, server, "jane_doe@example.com", order)
     expect(customer_page.locator("a.back")).to_have_attribute("href", "/my-orders/")
@@ -64,12 +64,12 @@ def test_customer_and_agent_chat_and_a_reload_shows_the_history(daphne_server, b
     customer_context.close()
 
 
-def test_the_page_reconnects_by_itself_and_shows_what_it_missed(daphne_server, browser):
+def test_the_page_reconnects_by_itself_and_shows_what_it_missed(worker_server, browser):
     customer = factories.UserFactory(email="jane_doe@example.com", first_name="Jane", last_name="Doe")
     order = factories.OrderFactory(user=customer)
     agent = factories.EmployeeFactory(email="agent@booktime.domain", first_name="Adam", last_name="Ford")
     models.ChatMessage.objects.create(order=order, user=customer, text="Hello?")
-    server = daphne_server()
+    server = worker_server()
     context, page = open_chat(browser, server, "jane_doe@example.com", order)
     expect(page.locator(".msg .msg-text")).to_have_text(["Hello?"])
 
@@ -77,7 +77,7 @@ def test_the_page_reconnects_by_itself_and_shows_what_it_missed(daphne_server, b
     expect(page.locator("#chat-status")).not_to_have_text("Connected", timeout=WAIT_MS)
     for n in range(3):  # said while the page was away
         models.ChatMessage.objects.create(order=order, user=agent, text=f"Sorry, we were away ({n})")
-    restarted = servers.daphne(port=server.port)
+    restarted = servers.worker(port=server.port)
     try:
         expect(page.locator("#chat-status")).to_have_text("Connected", timeout=30_000)
         expect(page.locator(".msg .msg-text")).to_have_text(
@@ -94,18 +94,18 @@ def test_the_page_reconnects_by_itself_and_shows_what_it_missed(daphne_server, b
         restarted.stop()
 
 
-def chat_page(browser, env=None, daphne_server=None):
+def chat_page(browser, env=None, worker_server=None):
     customer = factories.UserFactory(email="jane_doe@example.com", first_name="Jane", last_name="Doe")
     order = factories.OrderFactory(user=customer)
-    server = daphne_server(env)
+    server = worker_server(env)
     context, page = open_chat(browser, server, "jane_doe@example.com", order)
     return customer, order, context, page
 
 
-def test_a_message_the_server_refuses_goes_back_into_the_box(daphne_server, browser):
+def test_a_message_the_server_refuses_goes_back_into_the_box(worker_server, browser):
     # One message, then none for a long while: the second is refused (rate_limited).
     customer, order, context, page = chat_page(
-        browser, {"CHAT_RATE_BURST": "1", "CHAT_RATE_PER_SECOND": "0.01"}, daphne_server
+        browser, {"CHAT_RATE_BURST": "1", "CHAT_RATE_PER_SECOND": "0.01"}, worker_server
     )
     page.fill("#chat-input", "First question")
     page.press("#chat-input", "Enter")
@@ -122,8 +122,8 @@ def test_a_message_the_server_refuses_goes_back_into_the_box(daphne_server, brow
     context.close()
 
 
-def test_a_too_long_message_stays_in_the_box_by_the_servers_limit(daphne_server, browser):
-    customer, order, context, page = chat_page(browser, {"CHAT_MAX_MESSAGE_CHARS": "20"}, daphne_server)
+def test_a_too_long_message_stays_in_the_box_by_the_servers_limit(worker_server, browser):
+    customer, order, context, page = chat_page(browser, {"CHAT_MAX_MESSAGE_CHARS": "20"}, worker_server)
     long = "This one is longer than twenty characters"
     page.fill("#chat-input", long)  # no hard-coded maxlength: the limit comes from the server
     page.press("#chat-input", "Enter")
@@ -137,11 +137,11 @@ def test_a_too_long_message_stays_in_the_box_by_the_servers_limit(daphne_server,
     context.close()
 
 
-def test_a_message_that_arrives_late_is_fetched_again_and_shown_in_order(daphne_server, browser):
+def test_a_message_that_arrives_late_is_fetched_again_and_shown_in_order(worker_server, browser):
     """Two messages are stored but only the later one reaches the page live
     (as when two server processes fan out out of order): the page sees the
     gap in the sequence and fetches what is missing, each message once."""
-    customer, order, context, page = chat_page(browser, None, daphne_server)
+    customer, order, context, page = chat_page(browser, None, worker_server)
     expect(page.locator("#chat-empty")).to_be_visible(timeout=WAIT_MS)
     agent = factories.EmployeeFactory(email="agent@booktime.domain", first_name="Adam", last_name="Ford")
     first = models.ChatMessage.objects.create(order=order, user=agent, text="Stored first, delivered late")
@@ -175,10 +175,10 @@ def group_send(group, event):
     assert done == [None]
 
 
-def test_a_message_lost_with_the_connection_goes_back_into_the_box(daphne_server, browser):
+def test_a_message_lost_with_the_connection_goes_back_into_the_box(worker_server, browser):
     customer = factories.UserFactory(email="jane_doe@example.com", first_name="Jane", last_name="Doe")
     order = factories.OrderFactory(user=customer)
-    server = daphne_server()
+    server = worker_server()
     context, page = open_chat(browser, server, "jane_doe@example.com", order)
     expect(page.locator("#chat-empty")).to_be_visible(timeout=WAIT_MS)
 
@@ -192,7 +192,7 @@ def test_a_message_lost_with_the_connection_goes_back_into_the_box(daphne_server
     expect(page.locator("#chat-error")).to_contain_text("back in the box", timeout=WAIT_MS)
     expect(page.locator("#chat-input")).to_have_value("Are you still there?")
 
-    restarted = servers.daphne(port=server.port)
+    restarted = servers.worker(port=server.port)
     try:
         expect(page.locator("#chat-status")).to_have_text("Connected", timeout=30_000)
         expect(page.locator("#chat-input")).to_have_value("Are you still there?")  # it was never stored

@@ -576,9 +576,9 @@ async def test_a_heartbeat_brings_back_a_group_membership_redis_lost(people, mon
 
 
 class GoneClient:
-    """daphne's side of a chat socket whose client has gone, before the
+    """The server's side of a chat socket whose client has gone, before the
     consumer has handled the websocket.disconnect: every send is refused, as
-    autobahn refuses a send on a closed connection."""
+    autobahn (runserver's daphne) refuses a send on a closed connection."""
 
     def __init__(self, app):
         self.app, self.gone, self.refused = app, False, asyncio.Event()

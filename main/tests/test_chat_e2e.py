@@ -1,4 +1,4 @@
-"""The chat end to end: a real daphne on loopback (or two sharing Redis), a
+"""The chat end to end: a real worker on loopback (or two sharing Redis), a
 real WebSocket client (websockets), PostgreSQL and Redis."""
 
 import json
@@ -21,8 +21,8 @@ TIMEOUT = 5
 
 
 @pytest.fixture
-def server(daphne_server):
-    return daphne_server()
+def server(worker_server):
+    return worker_server()
 
 
 def session_cookie(user):
@@ -231,9 +231,9 @@ def test_resume_after_a_dropped_socket_loses_and_repeats_nothing(server, people)
                     assert recv(c2)["type"] != "chat_message"
 
 
-def test_two_server_processes_share_the_chat_through_redis(daphne_server, people):
+def test_two_server_processes_share_the_chat_through_redis(worker_server, people):
     customer, order, agent, _ = people
-    one, two = daphne_server(), daphne_server()
+    one, two = worker_server(), worker_server()
     with (
         open_chat(one, order.pk, user=customer) as c,
         open_chat(two, order.pk, user=agent, v2=True) as a,
@@ -248,10 +248,10 @@ def test_two_server_processes_share_the_chat_through_redis(daphne_server, people
             assert sorted(got) == ["from process one", "from process two"]
 
 
-def test_one_process_without_redis_chats_in_memory(daphne_server, people):
+def test_one_process_without_redis_chats_in_memory(worker_server, people):
     """The demo's set-up: no REDIS_URL, the in-process channel layer."""
     customer, order, agent, _ = people
-    server = daphne_server({"REDIS_URL": ""})
+    server = worker_server({"REDIS_URL": ""})
     with (
         open_chat(server, order.pk, user=customer, v2=True) as c,
         open_chat(server, order.pk, user=agent) as a,
@@ -280,9 +280,9 @@ def closed_with(ws):
     return closed.value.rcvd.code if closed.value.rcvd else None
 
 
-def test_logout_closes_the_chat_sockets_opened_with_that_token(daphne_server, people):
+def test_logout_closes_the_chat_sockets_opened_with_that_token(worker_server, people):
     customer, order, agent, _ = people
-    one, two = daphne_server(), daphne_server()  # the logout reaches every server process
+    one, two = worker_server(), worker_server()  # the logout reaches every server process
     key = token(customer)
     with (
         open_chat(one, order.pk, token_query=key, v2=True) as by_query,

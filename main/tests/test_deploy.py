@@ -1,4 +1,4 @@
-"""Production serving: the shipped nginx config in front of two daphne workers."""
+"""Production serving: the shipped nginx config in front of two workers."""
 
 import os
 import re
@@ -36,10 +36,10 @@ def nginx_config(tmp_path, port, worker_ports):
 
 
 @pytest.fixture
-def proxied(daphne_server, tmp_path):
-    """nginx on a free port in front of two real daphne workers."""
+def proxied(worker_server, tmp_path):
+    """nginx on a free port in front of two real workers (booktime.serve)."""
     assert servers.Path(NGINX).exists(), "nginx is not installed (scripts/install --dev installs it)"
-    workers = [daphne_server(), daphne_server()]
+    workers = [worker_server(), worker_server()]
     port = servers.free_port()
     config = nginx_config(tmp_path, port, [w.port for w in workers])
     check = subprocess.run([NGINX, "-t", "-c", str(config)], capture_output=True, text=True, check=False)
@@ -60,15 +60,15 @@ def test_nginx_spreads_requests_over_workers_and_no_log_shows_the_query_string(p
     access_log = (tmp_path / "booktime.access.log").read_text()
     assert "GET /login/" in access_log
     assert "s3cret" not in access_log
-    for worker in workers:  # daphne's own access log
-        assert '"GET /login/"' in worker.log() and "s3cret" not in worker.log()
+    for worker in workers:  # the worker's own access log
+        assert '"GET /login/ HTTP/1.' in worker.log() and "s3cret" not in worker.log()
 
 
-def test_no_nginx_log_shows_a_token_when_a_worker_is_down_or_a_file_missing(daphne_server, tmp_path):
+def test_no_nginx_log_shows_a_token_when_a_worker_is_down_or_a_file_missing(worker_server, tmp_path):
     """nginx puts the whole request line in its error-level lines: a worker
     that is down (a restart, a crash) or a missing static file must not
     write the query string to any log."""
-    worker, down = daphne_server(), servers.free_port()
+    worker, down = worker_server(), servers.free_port()
     port = servers.free_port()
     config = nginx_config(tmp_path, port, [down, worker.port])
     proxy = servers.Server([NGINX, "-c", str(config)], port, log_path=tmp_path / "nginx.out")

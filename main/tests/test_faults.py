@@ -1,4 +1,4 @@
-"""Faults, end to end on real daphne processes: Redis restarted mid-chat, a
+"""Faults, end to end on real worker processes: Redis restarted mid-chat, a
 worker killed mid-chat, a client gone without a close, a hanging courier, a
 slow reader. Each test starts its
 own throwaway Redis (a port of its own, no persistence; never the shared
@@ -140,10 +140,10 @@ def wait_for(condition, timeout, step=0.05):
     return time.monotonic() - started
 
 
-def test_redis_restart_mid_chat_closes_sockets_that_reconnect_and_resume(daphne_server, throwaway_redis, people):
+def test_redis_restart_mid_chat_closes_sockets_that_reconnect_and_resume(worker_server, throwaway_redis, people):
     customer, order, agent, _ = people
     redis = throwaway_redis()
-    server = daphne_server({"REDIS_URL": redis.url})
+    server = worker_server({"REDIS_URL": redis.url})
     both = sorted([customer.email, agent.email])
     c, a = Client(server, order.pk, customer), Client(server, order.pk, agent)
     for client in (c, a):
@@ -208,13 +208,13 @@ def test_redis_restart_mid_chat_closes_sockets_that_reconnect_and_resume(daphne_
     )
 
 
-def test_a_broken_subscription_closes_the_sockets_which_resume(daphne_server, throwaway_redis, people):
+def test_a_broken_subscription_closes_the_sockets_which_resume(worker_server, throwaway_redis, people):
     """Redis drops the channel layer's subscription connection (CLIENT KILL)
     while Redis itself stays up: whatever was published until it is back is
     lost, so the sockets are closed (4503), and resume."""
     customer, order, agent, _ = people
     redis = throwaway_redis()
-    server = daphne_server({"REDIS_URL": redis.url})
+    server = worker_server({"REDIS_URL": redis.url})
     c, a = Client(server, order.pk, customer), Client(server, order.pk, agent)
     c.say("before")
     a.until("chat_message", message="before")
@@ -239,10 +239,10 @@ def reconnected(client, server):
         return False
 
 
-def test_a_killed_worker_s_client_resumes_on_another_with_no_loss_or_duplicate(daphne_server, throwaway_redis, people):
+def test_a_killed_worker_s_client_resumes_on_another_with_no_loss_or_duplicate(worker_server, throwaway_redis, people):
     customer, order, agent, _ = people
     redis = throwaway_redis()
-    one, two = daphne_server({"REDIS_URL": redis.url}), daphne_server({"REDIS_URL": redis.url})
+    one, two = worker_server({"REDIS_URL": redis.url}), worker_server({"REDIS_URL": redis.url})
     c, a = Client(one, order.pk, customer), Client(two, order.pk, agent)
     c.say("hello from worker one")
     c.until("chat_message", ref="hello from worker one")
@@ -277,10 +277,10 @@ def test_a_killed_worker_s_client_resumes_on_another_with_no_loss_or_duplicate(d
     print(f"\nWorker killed: client noticed in {noticed:.3f}s, resumed seqs {resumed} on the other worker")
 
 
-def test_a_client_gone_without_a_close_leaves_after_10_s_and_nothing_stays(daphne_server, throwaway_redis, people):
+def test_a_client_gone_without_a_close_leaves_after_10_s_and_nothing_stays(worker_server, throwaway_redis, people):
     customer, order, agent, _ = people
     redis = throwaway_redis()
-    server = daphne_server({"REDIS_URL": redis.url})
+    server = worker_server({"REDIS_URL": redis.url})
     layer = redis_client.Redis.from_url(redis.url, socket_timeout=2)
     c, a = Client(server, order.pk, customer), Client(server, order.pk, agent)
 
@@ -318,14 +318,14 @@ def test_a_client_gone_without_a_close_leaves_after_10_s_and_nothing_stays(daphn
     )
 
 
-def test_a_hanging_courier_does_not_slow_the_chat(daphne_server, throwaway_redis, people):
+def test_a_hanging_courier_does_not_slow_the_chat(worker_server, throwaway_redis, people):
     customer, order, agent, _ = people
     courier_timeout = 4.0
     standin = mobile_servers.start_standin()
     try:
         mobile_servers.configure(standin, mode="hang")  # accepts, never answers
         redis = throwaway_redis()
-        server = daphne_server(
+        server = worker_server(
             {
                 "REDIS_URL": redis.url,
                 "COURIER_API_URL": f"{standin.url}/",
@@ -366,11 +366,11 @@ def test_a_hanging_courier_does_not_slow_the_chat(daphne_server, throwaway_redis
     )
 
 
-def test_a_slow_reader_stalls_no_one_and_resumes_what_it_missed(daphne_server, throwaway_redis, people):
+def test_a_slow_reader_stalls_no_one_and_resumes_what_it_missed(worker_server, throwaway_redis, people):
     customer, order, agent, _ = people
     redis = throwaway_redis()
     size, batches, batch = 8000, 20, 50  # 8 MB to each reader: more than the kernel's socket buffers hold
-    server = daphne_server(
+    server = worker_server(
         {
             "REDIS_URL": redis.url,
             "CHAT_RATE_BURST": "100000",

@@ -1,6 +1,6 @@
 """Fault: PostgreSQL unreachable for a while, end to end. A throwaway
 PostgreSQL cluster of its own (a port of its own; never the shared one)
-holds a copy of the test database; a daphne worker runs on it and on a
+holds a copy of the test database; a worker runs on it and on a
 throwaway Redis; the cluster is crashed (`pg_ctl stop -m immediate`) and
 started again under open sockets, new handshakes and HTTP requests."""
 
@@ -65,14 +65,15 @@ def stored(url, order_id):
 
 
 def http(method, url, headers=None, body=None, timeout=15):
-    """(status, headers, body, seconds) of one request."""
+    """(status, headers, body, seconds) of one request; headers are looked up
+    case-insensitively, as HTTP names them."""
     request = urllib.request.Request(url, method=method, headers=headers or {}, data=body)
     started = time.monotonic()
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, dict(response.headers), response.read(), time.monotonic() - started
+            return response.status, response.headers, response.read(), time.monotonic() - started
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read(), time.monotonic() - started
+        return error.code, error.headers, error.read(), time.monotonic() - started
 
 
 def handshake(server, order_id, token=None, cookie=None):
@@ -95,14 +96,14 @@ def handshake(server, order_id, token=None, cookie=None):
         return ("closed", closed.rcvd.code if closed.rcvd else None), time.monotonic() - started
 
 
-def test_postgres_down_then_back_clean_errors_and_full_recovery(daphne_server, throwaway_postgres, people):
+def test_postgres_down_then_back_clean_errors_and_full_recovery(worker_server, throwaway_postgres, people):
     customer, order, agent, _ = people
     pg = throwaway_postgres
     cookie = session_cookie(agent)  # the agent's browser session, copied with the database
     db_url = copy_test_database(pg)
     redis, started = servers.RedisServer(), []
     try:
-        server = daphne_server(
+        server = worker_server(
             {"DATABASE_URL": db_url, "REDIS_URL": redis.url, "DATABASE_POOL_TIMEOUT": str(POOL_TIMEOUT)}
         )
         started.append(server)
@@ -259,13 +260,13 @@ def until_answer(client, ref):
     return client.answers[ref]
 
 
-def test_pooled_connections_idle_across_a_restart_are_never_handed_out(daphne_server, throwaway_postgres, people):
+def test_pooled_connections_idle_across_a_restart_are_never_handed_out(worker_server, throwaway_postgres, people):
     customer, order, agent, _ = people
     pg = throwaway_postgres
     db_url = copy_test_database(pg)
     redis, started = servers.RedisServer(), []
     try:
-        server = daphne_server({"DATABASE_URL": db_url, "REDIS_URL": redis.url})
+        server = worker_server({"DATABASE_URL": db_url, "REDIS_URL": redis.url})
         started.append(server)
         rest = {"Authorization": f"Token {token(customer)}"}
         url = f"{server.url}/mobile-api/my-orders/"

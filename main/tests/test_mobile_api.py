@@ -1,4 +1,4 @@
-"""The mobile REST API end to end: a real daphne on loopback, a real HTTP
+"""The mobile REST API end to end: a real worker on loopback, a real HTTP
 client (aiohttp), the test PostgreSQL and Redis."""
 
 import asyncio
@@ -18,7 +18,7 @@ from main import factories
 from . import mobile_servers
 from .mobile_servers import LOGIN_RATE, configure, fetch, token_header
 
-# The shared fixtures: a daphne, the courier stand-in, clean data per test.
+# The shared fixtures: a worker, the courier stand-in, clean data per test.
 app, clean, standin = mobile_servers.app, mobile_servers.clean, mobile_servers.standin
 
 PASSWORD = "abcabcabc"  # UserFactory's
@@ -71,9 +71,9 @@ def test_login_attempts_are_throttled(app, clean):
     assert 0 < int(throttled.headers["Retry-After"]) <= 60
 
 
-def test_the_login_throttle_is_shared_by_server_processes(app, clean, daphne_server):
+def test_the_login_throttle_is_shared_by_server_processes(app, clean, worker_server):
     """The counts live in Redis: attempts on two processes add up."""
-    other = daphne_server({"MOBILE_LOGIN_RATE": f"{LOGIN_RATE}/min"})
+    other = worker_server({"MOBILE_LOGIN_RATE": f"{LOGIN_RATE}/min"})
     factories.UserFactory(email="phone@site.com")
     for n in range(LOGIN_RATE):
         assert login(app if n % 2 else other, username="phone@site.com", password="guess").status == 400
@@ -210,7 +210,7 @@ def test_migration_gives_existing_users_a_token(transactional_db):
 
 
 def test_no_token_or_password_in_the_server_log(app, standin, clean):
-    """daphne writes every request's URI to its access log: the tokens the
+    """The worker writes every request's URI to its access log: the tokens the
     app sends in query strings must not land there, nor anything we log."""
     user = factories.UserFactory(email="phone@site.com")
     order = factories.OrderFactory(user=user)
@@ -225,11 +225,11 @@ def test_no_token_or_password_in_the_server_log(app, standin, clean):
 
     # The access log line of the last request is written when it completes.
     deadline = time.monotonic() + 5
-    while 'tracker/" 502' not in app.log() and time.monotonic() < deadline:
+    while 'tracker/ HTTP/1.1" 502' not in app.log() and time.monotonic() < deadline:
         time.sleep(0.05)
     log = app.log()
-    assert 'tracker/" 502' in log  # daphne's access log, without the query string
-    assert 'my-orders/" 401' in log and "page=1" not in log
+    assert 'tracker/ HTTP/1.1" 502' in log  # the access log, without the query string
+    assert 'my-orders/ HTTP/1.1" 401' in log and "page=1" not in log
     assert "Order tracking failed" in log
     assert token not in log and "0123456789abcdef" not in log and PASSWORD not in log
 

@@ -1,4 +1,4 @@
-"""The shipment tracker end to end: our app under a real daphne, a real HTTP
+"""The shipment tracker end to end: our app in a real worker, a real HTTP
 client, and the courier stand-in (a real HTTP server) on loopback."""
 
 import asyncio
@@ -115,11 +115,11 @@ def test_a_redirect_on_the_couriers_own_host_is_followed(app, standin, owner):
     assert answer.status == 200 and answer.body == b"Packed"
 
 
-def test_a_courier_that_is_down_is_a_quick_502(daphne_server):
+def test_a_courier_that_is_down_is_a_quick_502(worker_server):
     user = factories.UserFactory(email="tracker@site.com")
     order = factories.OrderFactory(user=user)
     nothing_there = servers.free_port()
-    app = daphne_server({"COURIER_API_URL": f"http://127.0.0.1:{nothing_there}/", "COURIER_API_TIMEOUT": "5"})
+    app = worker_server({"COURIER_API_URL": f"http://127.0.0.1:{nothing_there}/", "COURIER_API_TIMEOUT": "5"})
     answer = fetch("GET", tracker(app, order.id), headers=token_header(Token.objects.get(user=user).key))
     assert answer.status == 502
     assert answer.json()["code"] == "courier_unavailable"
@@ -132,7 +132,7 @@ def patient_app(django_db_setup, django_db_blocker, standin):
     4 s: on a busy machine the 100 requests below took over a second to all
     reach the courier, and the first ones were answered before my-orders."""
     with django_db_blocker.unblock():
-        server = servers.daphne({"COURIER_API_URL": f"{standin.url}/", "COURIER_API_TIMEOUT": "10"})
+        server = servers.worker({"COURIER_API_URL": f"{standin.url}/", "COURIER_API_TIMEOUT": "10"})
     yield server
     server.stop()
 

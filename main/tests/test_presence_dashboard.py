@@ -1,5 +1,5 @@
 """The customer-service dashboard page: who may open it, and in headless
-Chromium against daphne, a customer arriving in a chat and going away."""
+Chromium against a real worker, a customer arriving in a chat and going away."""
 
 import json
 import uuid
@@ -41,12 +41,12 @@ def redis_env(settings):
     return {"REDIS_URL": settings.REDIS_URL, "PRESENCE_KEY_PREFIX": f"test:presence:{uuid.uuid4().hex}:"}
 
 
-def test_dashboard_shows_a_customer_arriving_and_going_away(daphne_server, browser, redis_env):
+def test_dashboard_shows_a_customer_arriving_and_going_away(worker_server, browser, redis_env):
     customer = factories.UserFactory(email="mary_jones@example.com")
     agent = employee(email="agent@booktime.domain", first_name="Adam", last_name="Ford")
     order = factories.OrderFactory(user=customer)
     tokens = {u: Token.objects.get(user=u).key for u in (customer, agent)}
-    server = daphne_server(redis_env)
+    server = worker_server(redis_env)
     chat_url = f"{server.ws_url}/ws/customer-service/{order.pk}/?token="
 
     context, page = browser_login(browser, server, "agent@booktime.domain")

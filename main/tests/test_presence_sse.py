@@ -1,5 +1,5 @@
 """The dashboard's event stream (/customer-service/notify/): with Channels'
-HttpCommunicator, and end to end against real daphne with aiohttp."""
+HttpCommunicator, and end to end against a real worker with aiohttp."""
 
 import asyncio
 import json
@@ -171,7 +171,7 @@ async def test_stream_on_the_in_process_store(people, settings):
     assert presence.listening() == 0
 
 
-# --- End to end: daphne and aiohttp -----------------------------------------------
+# --- End to end: a worker and aiohttp -----------------------------------------------
 
 
 async def next_event(response, within):
@@ -189,9 +189,9 @@ async def next_event(response, within):
                 return data, comments
 
 
-async def test_end_to_end_on_daphne(people, settings, daphne_server, redis_url):
+async def test_end_to_end_on_a_worker(people, settings, worker_server, redis_url):
     key_prefix = settings.PRESENCE_KEY_PREFIX
-    server = daphne_server({"PRESENCE_KEY_PREFIX": key_prefix, "SSE_KEEPALIVE_SECONDS": "1", "REDIS_URL": redis_url})
+    server = worker_server({"PRESENCE_KEY_PREFIX": key_prefix, "SSE_KEEPALIVE_SECONDS": "1", "REDIS_URL": redis_url})
     url = f"{server.url}/customer-service/notify/"
     auth = {email: {"Authorization": f"Token {key}"} for email, key in people["tokens"].items()}
     order = people["orders"][1]

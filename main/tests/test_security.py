@@ -1,4 +1,4 @@
-"""Security checks against the real app under daphne, with real clients
+"""Security checks against the real app in a real worker, with real clients
 (urllib, websockets, headless chromium). Where each property is proven:
 
 1. A foreign page cannot ride a user's session cookie over WebSocket
@@ -8,7 +8,7 @@
    plain HTTP, not WebSockets: here, a foreign Origin gets no CORS header and
    the session cookie is SameSite=Lax.
 2. No token, password or query string in anything the server logs: here,
-   everything daphne writes (access log and app log at DEBUG) over a run of
+   everything the worker writes (access log and app log at DEBUG) over a run of
    every way a token travels; also test_mobile_api.py::
    test_no_token_or_password_in_the_server_log and test_mobile_auth.py::
    test_no_token_in_our_logs / test_access_logs_show_no_query_string. nginx's
@@ -170,9 +170,9 @@ def test_a_foreign_origin_cannot_ride_a_real_session(app, clean, people):
 # --- 2. No token or query string in any log ---------------------------------------
 
 
-def test_no_token_password_or_query_string_in_anything_the_server_logs(daphne_server, standin, clean, people):
+def test_no_token_password_or_query_string_in_anything_the_server_logs(worker_server, standin, clean, people):
     customer, order, _, _ = people
-    server = daphne_server({"COURIER_API_URL": f"{standin.url}/", "LOG_LEVEL": "DEBUG"})
+    server = worker_server({"COURIER_API_URL": f"{standin.url}/", "LOG_LEVEL": "DEBUG"})
     marker = f"SECRETMARK{uuid.uuid4().hex[:12]}"
     bad_token = uuid.uuid4().hex + "abcdef01"  # 40 hex characters, as a real key: not one
     wrong_password = f"wrong-{marker}-pw"
@@ -212,27 +212,26 @@ def test_no_token_password_or_query_string_in_anything_the_server_logs(daphne_se
     log = server.log_path.read_text(errors="replace")
     for secret in (token, bad_token, marker, wrong_password, PASSWORD):
         assert secret not in log, f"{secret!r} is in the server's output"
-    access_log = [line for line in log.splitlines() if re.search(r'"(GET|POST|WS[A-Z]+) /', line)]
+    access_log = [line for line in log.splitlines() if re.search(r'"(GET|POST|WebSocket) /', line)]
     assert not [line for line in access_log if "?" in line], "a query string in the access log"
 
-    # It did log: the access log has every request, the app and daphne their lines.
+    # It did log: the access log has every request and socket, the app its lines.
     for line in (
-        '"POST /mobile-api/auth/" 400',
-        '"POST /mobile-api/auth/" 200',
-        f'"WSCONNECT /ws/customer-service/{order.pk}/"',
-        f'"WSDISCONNECT /ws/customer-service/{order.pk}/"',
-        f'"WSREJECT /ws/customer-service/{order.pk}/"',
-        '"WSREJECT /ws/nowhere/"',
-        f'"GET /mobile-api/my-orders/{order.pk}/tracker/" 200',
-        f'"GET /mobile-api/my-orders/{order.pk}/tracker/" 404',
-        '"GET /mobile-api/my-orders/" 200',
-        '"GET /mobile-api/my-orders/" 401',
-        '"GET /login/" 200',
-        '"GET /no-such-page/" 404',
+        '"POST /mobile-api/auth/ HTTP/1.1" 400',
+        '"POST /mobile-api/auth/ HTTP/1.1" 200',
+        f'"WebSocket /ws/customer-service/{order.pk}/" [accepted]',
+        f'"WebSocket /ws/customer-service/{order.pk}/" 403',
+        '"WebSocket /ws/nowhere/" 403',
+        f'"GET /mobile-api/my-orders/{order.pk}/tracker/ HTTP/1.1" 200',
+        f'"GET /mobile-api/my-orders/{order.pk}/tracker/ HTTP/1.1" 404',
+        '"GET /mobile-api/my-orders/ HTTP/1.1" 200',
+        '"GET /mobile-api/my-orders/ HTTP/1.1" 401',
+        '"GET /login/ HTTP/1.1" 200',
+        '"GET /no-such-page/ HTTP/1.1" 404',
         f"Chat opened: user {customer.pk}, order {order.pk}",
         f"Order tracking request for user {customer.pk} and order {order.pk}",
         "Not Found: /no-such-page/",
-        "DEBUG daphne.http_protocol HTTP b'GET' request for",
+        "Chat closed: user",
     ):
         assert line in log, f"{line!r} is not in the server's output"
 
@@ -464,7 +463,7 @@ def open_page(context, url):
 
 
 @pytest.mark.parametrize("named", [True, False], ids=["named", "nameless"])
-def test_names_emails_and_messages_are_shown_as_text_on_both_pages(daphne_server, browser, named):
+def test_names_emails_and_messages_are_shown_as_text_on_both_pages(worker_server, browser, named):
     models.User._meta.get_field("email").run_validators(CUSTOMER_EMAIL)  # the model accepts it
     names = {"first_name": CUSTOMER_FIRST, "last_name": CUSTOMER_LAST} if named else {}
     customer = factories.UserFactory(email=CUSTOMER_EMAIL, **names)
@@ -474,7 +473,7 @@ def test_names_emails_and_messages_are_shown_as_text_on_both_pages(daphne_server
     agent_name = f"{AGENT_FIRST} {AGENT_LAST}"
     order = factories.OrderFactory(user=customer)
     factories.OrderLineFactory(order=order, product=factories.ProductFactory(name=PRODUCT))
-    server = daphne_server()
+    server = worker_server()
     chat_url = f"{server.url}/customer-service/{order.pk}/"
 
     customer_context, customer_page = session_in_browser(browser, server, CUSTOMER_EMAIL)

@@ -13,12 +13,12 @@ from main import factories
 from .servers import free_port
 
 
-def test_daphne_closes_the_shared_connections_when_it_stops(daphne_server):
+def test_a_worker_closes_the_shared_connections_when_it_stops(worker_server):
     user = factories.UserFactory(email="leaving@site.com")
     order = factories.OrderFactory(user=user)
     token = Token.objects.get(user=user).key
     # The courier is down: the tracker still opens the shared session to try.
-    server = daphne_server({"COURIER_API_URL": f"http://127.0.0.1:{free_port()}/"})
+    server = worker_server({"COURIER_API_URL": f"http://127.0.0.1:{free_port()}/"})
 
     with connect(f"{server.ws_url}/ws/customer-service/{order.pk}/?token={token}", open_timeout=10) as ws:
         ws.send(json.dumps({"type": "heartbeat"}))  # presence: the shared Redis pool
