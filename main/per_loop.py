@@ -60,8 +60,10 @@ async def lifespan(scope, receive, send):
 
 
 def _close_all_at_reactor_shutdown():
+    # Twisted's reactor is imported in every process (daphne is an installed
+    # app, for runserver) but runs only under runserver.
     reactor = sys.modules.get("twisted.internet.reactor")
-    if reactor is not None:
+    if reactor is not None and reactor.running:
         from twisted.internet.defer import Deferred
 
         reactor.addSystemEventTrigger(
