@@ -1,6 +1,8 @@
-"""Row 4: what one dashboard refresh costs Redis, main.presence's snapshot
-against the chapter's `KEYS customer-service_*` and parse, with N people
-present and U unrelated keys in the same database. Run by bench.run in a
+"""Row 4: what one dashboard refresh costs Redis, main.presence's live
+listing against the chapter's `KEYS customer-service_*` and parse, with N
+people present and U unrelated keys in the same database. A worker's live
+listing reads everyone once, then only the changes: its first read and a
+refresh after one arrival (what wakes a dashboard) are measured apart. Run by bench.run in a
 child process (Django set up on the bench's settings, REDIS_URL pointing at
 a database of the bench's own Redis that nothing else uses); prints one JSON
 object per case.
@@ -22,14 +24,14 @@ import redis  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from main import presence  # noqa: E402
-from main.redis_pool import close_redis  # noqa: E402
+from main.redis_pool import close_redis, get_redis  # noqa: E402
 
 CHUNK = 5000
 
 
 def populate(client, present, unrelated):
     client.flushdb()
-    expiry, info, _ = presence._keys()
+    expiry, info, _, _ = presence._keys()
     now = time.time()
     for start in range(0, unrelated, CHUNK):
         pipe = client.pipeline(transaction=False)
@@ -63,22 +65,38 @@ def chapter_refresh(client):
     return by_order
 
 
-async def ours(refreshes):
-    walls = []
-    await presence.snapshot()  # loads the script
-    for _ in range(refreshes):
-        start = time.perf_counter()
-        await presence.snapshot()
-        walls.append(time.perf_counter() - start)
+async def script_usec(redis):
+    stats = await redis.info("commandstats")
+    return sum(stats.get(f"cmdstat_{c}", {}).get("usec", 0) for c in ("evalsha", "eval"))
+
+
+async def timed_read(redis):
+    """One read of the live listing: (Redis microseconds, wall seconds)."""
+    await redis.config_resetstat()
+    start = time.perf_counter()
+    await presence.snapshot(live=True)
+    wall = time.perf_counter() - start
+    return await script_usec(redis), wall
+
+
+async def ours(present, refreshes):
+    redis = get_redis()
+    await presence.touch(-1, "first@example.com", False)  # begins the log, loads the scripts
+    first = await timed_read(redis)
+    refreshed = []
+    for n in range(refreshes):
+        await presence.touch(-1, f"arrival{n}@example.com", False)
+        refreshed.append(await timed_read(redis))
+    people = len((await presence.snapshot(live=True)).people)
+    if people != present + 1 + refreshes:
+        raise SystemExit(f"FAIL live listing: {people} people, expected {present + 1 + refreshes}")
     await close_redis()
-    return walls
+    return first, refreshed
 
 
 def measure(client, present, unrelated, refreshes):
     populate(client, present, unrelated)
-    client.config_resetstat()
-    walls = asyncio.run(ours(refreshes))
-    ours_usec = redis_usec(client, ("evalsha", "eval")) / refreshes
+    first, refreshed = asyncio.run(ours(present, refreshes))
     chapter_refresh(client)
     client.config_resetstat()
     chapter_walls = []
@@ -91,8 +109,10 @@ def measure(client, present, unrelated, refreshes):
     return {
         "present": present,
         "unrelated": unrelated,
-        "ours_redis_us": ours_usec,
-        "ours_wall_ms": 1000 * statistics.median(walls),
+        "ours_redis_us": statistics.median(usec for usec, _ in refreshed),
+        "ours_wall_ms": 1000 * statistics.median(wall for _, wall in refreshed),
+        "first_redis_us": first[0],
+        "first_wall_ms": 1000 * first[1],
         "keys_redis_us": chapter_usec,
         "keys_wall_ms": 1000 * statistics.median(chapter_walls),
     }

@@ -18,13 +18,18 @@ settings.PRESENCE_KEY_PREFIX:
   JSON (so any character in an email is safe) scored by expiry time;
 - `<prefix>info`: a hash, same members, to `<employee 0|1>:<since>`, when
   this presence began (a customer's "waiting since");
+- `<prefix>log`: a stream of who arrived (`a`: "<employee>:<since> <member>")
+  and who left (`d`: members, comma-joined), the last LOG_ENTRIES or so;
 - `<prefix>changes`: a pub/sub channel; a message there means someone
   arrived. Expiry publishes nothing: listeners wait for the next expiry time,
   which every listing returns.
 
-Both scripts run atomically on Redis's clock and prune expired members in
-passing; nothing ever scans the keyspace, so a listing costs in proportion
-to the people present. Both keys expire a little after the last heartbeat.
+The scripts run atomically on Redis's clock and prune expired members in
+passing; nothing ever scans the keyspace. A full listing costs in proportion
+to the people present; the live listing (the dashboard's) is kept by each
+process from the log and reads only what changed since its last read, so
+its cost follows arrivals and departures, not how many are present. The
+keys expire a little after the last heartbeat.
 
 Without REDIS_URL an in-process store does the same for one process.
 
@@ -57,6 +62,7 @@ PRUNE_BATCH = 500  # expired members removed per call, at most
 # A listing reads people's details this many at a time: Lua's unpack() takes
 # at most about 8,000 values, and a listing of more failed outright.
 HMGET_CHUNK = 1000
+LOG_ENTRIES = 10_000  # arrivals and departures kept for the live listings, about
 
 
 @dataclass(frozen=True)
@@ -65,21 +71,21 @@ class Presence:
     email: str
     is_employee: bool
     since: float  # epoch seconds: when this presence began
-    expires: float  # epoch seconds
 
 
 @dataclass(frozen=True)
 class Snapshot:
     now: float  # the store's clock (Redis TIME), epoch seconds
     people: tuple  # of Presence, by order id, then arrival
-    grace: float = 0.0  # how long past `expires` a person stays in this listing
+    next_expiry: float | None = None  # epoch seconds: the soonest anyone's presence ends
+    grace: float = 0.0  # how long past its end a presence stays in this listing
 
     @property
     def seconds_to_next_expiry(self):
         """How long until the next person leaves this listing, or None if nobody is here."""
-        if not self.people:
+        if not self.people or self.next_expiry is None:
             return None
-        return max(0.0, min(p.expires for p in self.people) + self.grace - self.now)
+        return max(0.0, self.next_expiry + self.grace - self.now)
 
 
 async def touch(order_id: int, email: str, is_employee: bool) -> None:
@@ -94,9 +100,11 @@ async def snapshot(live=False) -> Snapshot:
     """Everyone present now; `live`: and anyone whose next heartbeat may still
     be on its way (the grace), as the live dashboard shows them."""
     grace = PRESENCE_GRACE_SECONDS if live else 0.0
-    if settings.REDIS_URL:
-        return await _redis_snapshot(grace)
-    return _memory.snapshot(grace)
+    if not settings.REDIS_URL:
+        return _memory.snapshot(grace)
+    if live:
+        return await _live_listing().read()
+    return await _redis_snapshot(grace)
 
 
 @asynccontextmanager
@@ -146,67 +154,128 @@ def _sort(people):
 
 # --- Redis -------------------------------------------------------------------
 
-# Members are kept until their grace has passed too (scores are expiry times).
-_PRUNE = """
+# Every script begins here: Redis's clock, and prune(limit), which forgets
+# members whose grace has passed too (scores are expiry times) and logs them
+# as gone. The log never outlives the expiry set (see _LiveListing).
+_HEAD = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local now_str = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
 local forgotten = string.format('%.6f', now - GRACE)
-local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', forgotten, 'LIMIT', 0, PRUNE_BATCH)
-if #gone > 0 then
-  redis.call('ZREM', KEYS[1], unpack(gone))
-  redis.call('HDEL', KEYS[2], unpack(gone))
+local function prune(limit)
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', forgotten, 'LIMIT', 0, limit)
+  if #gone > 0 then
+    redis.call('ZREM', KEYS[1], unpack(gone))
+    redis.call('HDEL', KEYS[2], unpack(gone))
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', LOG_ENTRIES, '*', 'd', table.concat(gone, ','))
+    local ttl = redis.call('PTTL', KEYS[1])
+    if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) elseif ttl == -2 then redis.call('EXPIRE', KEYS[3], KEEP) end
+  end
+  return #gone
 end
-""".replace("PRUNE_BATCH", str(PRUNE_BATCH)).replace("GRACE", str(PRESENCE_GRACE_SECONDS))
+"""
 
-# KEYS: expiry, info; ARGV: member, seconds, employee (0|1), channel, order id.
+# KEYS: expiry, info, log; ARGV: member, seconds, employee (0|1), channel, order id.
 # A heartbeat within the grace continues the presence; a later one is an arrival.
 _TOUCH = (
-    _PRUNE
+    _HEAD
     + """
+prune(PRUNE_BATCH)
 local ttl = tonumber(ARGV[2])
 local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-redis.call('EXPIRE', KEYS[1], ttl + GRACE + 2)
-redis.call('EXPIRE', KEYS[2], ttl + GRACE + 2)
-if not old or tonumber(old) <= now - GRACE then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3] .. ':' .. now_str)
+local arrived = not old or tonumber(old) <= now - GRACE
+if arrived then
+  local info = ARGV[3] .. ':' .. now_str
+  redis.call('HSET', KEYS[2], ARGV[1], info)
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', LOG_ENTRIES, '*', 'a', info .. ' ' .. ARGV[1])
+end
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ttl + GRACE + 2) end
+if arrived then
   redis.call('PUBLISH', ARGV[4], ARGV[5])
   return 1
 end
 return 0
-""".replace("GRACE", str(PRESENCE_GRACE_SECONDS))
+"""
 )
 
-# KEYS: expiry, info; ARGV: grace (0 or GRACE). Returns {now, members, scores,
-# infos}, each list joined into one string: members (JSON arrays) by commas,
-# scores and infos ("employee:since") by spaces. Three replies per person took
-# the worker longer to parse than its Redis socket timeout (2 s) at 100,000
-# present, and cost Redis more to write than four strings.
+# listing(cutoff): everyone whose presence ends after `cutoff`, as two
+# strings: members (JSON arrays) joined by commas, infos ("employee:since")
+# by spaces; and the soonest end among them ('' if none). A reply per person
+# took the worker longer to parse than its Redis socket timeout (2 s) at
+# 100,000 present.
+_LISTING = """
+local function listing(cutoff)
+  local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. cutoff, '+inf')
+  local infos = {}
+  for first = 1, #members, HMGET_CHUNK do
+    local chunk = redis.call('HMGET', KEYS[2], unpack(members, first, math.min(first + HMGET_CHUNK - 1, #members)))
+    for i = 1, #chunk do infos[#infos + 1] = chunk[i] or '0:0' end
+  end
+  local soonest = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. cutoff, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  return table.concat(members, ','), table.concat(infos, ' '), soonest[2] or ''
+end
+"""
+
+# KEYS: expiry, info, log; ARGV: grace (0 or GRACE). {now, members, infos, soonest end}.
 _LIST = (
-    _PRUNE
+    _HEAD
+    + _LISTING
     + """
+prune(PRUNE_BATCH)
 local cutoff = now_str
 if tonumber(ARGV[1]) > 0 then cutoff = string.format('%.6f', now - tonumber(ARGV[1])) end
-local rows = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. cutoff, '+inf', 'WITHSCORES')
-local members, scores = {}, {}
-for i = 1, #rows, 2 do
-  members[#members + 1] = rows[i]
-  scores[#scores + 1] = rows[i + 1]
-end
-local infos = {}
-for first = 1, #members, HMGET_CHUNK do
-  local chunk = redis.call('HMGET', KEYS[2], unpack(members, first, math.min(first + HMGET_CHUNK - 1, #members)))
-  for i = 1, #chunk do infos[#infos + 1] = chunk[i] or '0:0' end
-end
-return {now_str, table.concat(members, ','), table.concat(scores, ' '), table.concat(infos, ' ')}
-""".replace("HMGET_CHUNK", str(HMGET_CHUNK))
+local members, infos, soonest = listing(cutoff)
+return {now_str, members, infos, soonest}
+"""
 )
+
+# The live listing's read. KEYS: expiry, info, log; ARGV: the id of the last
+# log entry the caller has seen ('' for none). With everyone past their grace
+# pruned, the live listing is exactly the expiry set. If that entry is still
+# in the log, everything after it is too (a stream is trimmed from its head):
+# {now, soonest end, newest id, 'changes', {'a'|'d', value, ...}};
+# otherwise everyone: {now, soonest end, newest id, 'all', members, infos}.
+_READ = (
+    _HEAD
+    + _LISTING
+    + """
+while prune(PRUNE_BATCH) == PRUNE_BATCH do end
+local newest = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+local newest_id = (newest[1] and newest[1][1]) or ''
+if ARGV[1] ~= '' and #redis.call('XRANGE', KEYS[3], ARGV[1], ARGV[1]) == 1 then
+  local soonest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  local changes = {}
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[3], '(' .. ARGV[1], '+')) do
+    changes[#changes + 1] = entry[2][1]
+    changes[#changes + 1] = entry[2][2]
+  end
+  return {now_str, soonest[2] or '', newest_id, 'changes', changes}
+end
+local members, infos, soonest = listing('-inf')
+return {now_str, soonest, newest_id, 'all', members, infos}
+"""
+)
+
+
+def _fill(source):
+    for name, value in {
+        "PRUNE_BATCH": PRUNE_BATCH,
+        "HMGET_CHUNK": HMGET_CHUNK,
+        "LOG_ENTRIES": LOG_ENTRIES,
+        "KEEP": PRESENCE_SECONDS + PRESENCE_GRACE_SECONDS + 2,
+        "GRACE": PRESENCE_GRACE_SECONDS,
+    }.items():
+        source = source.replace(name, str(value))
+    return source
+
+
+_TOUCH, _LIST, _READ = map(_fill, (_TOUCH, _LIST, _READ))
 
 
 def _keys():
     prefix = settings.PRESENCE_KEY_PREFIX
-    return f"{prefix}expiry", f"{prefix}info", f"{prefix}changes"
+    return f"{prefix}expiry", f"{prefix}info", f"{prefix}log", f"{prefix}changes"
 
 
 def _member(order_id, email):
@@ -228,7 +297,7 @@ async def _run(name, source, keys, args=()):
     """Run a script; once more if the connection fails. After a Redis restart
     every pooled connection is dead and the client retries nothing, so the
     first command on one fails: without this a heartbeat was lost and
-    presence came back only on the next one. (Both scripts can safely run
+    presence came back only on the next one. (Every script can safely run
     twice.)"""
     try:
         return await _script(name, source)(keys=keys, args=args)
@@ -247,8 +316,9 @@ async def _redis_touch(order_id, email, is_employee):
     touches = _touches.get(client)
     if touches is None:
         touches = _touches[client] = Batches(functools.partial(_touch_batch, client))
-    expiry, info, channel = _keys()
-    await touches(([expiry, info], [_member(order_id, email), PRESENCE_SECONDS, int(is_employee), channel, order_id]))
+    expiry, info, log, channel = _keys()
+    args = [_member(order_id, email), PRESENCE_SECONDS, int(is_employee), channel, order_id]
+    await touches(([expiry, info, log], args))
 
 
 async def _touch_batch(client, batch):
@@ -274,16 +344,72 @@ async def _evalsha_pipeline(client, sha, calls):
         return await pipe.execute()
 
 
+def _person(order_id, email, info):
+    employee, _, since = info.partition(b":")
+    return Presence(order_id, email, employee == b"1", float(since))
+
+
+def _people(members, infos):
+    if not members:
+        return []
+    member_pairs = json.loads(b"[" + members + b"]")  # [order_id, email] each
+    return [_person(o, e, info) for (o, e), info in zip(member_pairs, infos.split(), strict=True)]
+
+
+def _time(value):
+    return float(value) if value else None
+
+
 async def _redis_snapshot(grace):
-    expiry, info, _ = _keys()
-    now, members, scores, infos = await _run("list", _LIST, [expiry, info], [grace])
-    people = []
-    if members:
-        member_pairs = json.loads(b"[" + members + b"]")  # [order_id, email] each
-        for (order_id, email), score, data in zip(member_pairs, scores.split(), infos.split(), strict=True):
-            employee, _, since = data.partition(b":")
-            people.append(Presence(order_id, email, employee == b"1", float(since), float(score)))
-    return Snapshot(float(now), _sort(people), grace)
+    expiry, info, log, _ = _keys()
+    now, members, infos, soonest = await _run("list", _LIST, [expiry, info, log], [grace])
+    return Snapshot(float(now), _sort(_people(members, infos)), _time(soonest), grace)
+
+
+class _LiveListing:
+    """One process's live listing, kept from the log: its first read lists
+    everyone, each later read fetches only the log's entries since the last
+    one it saw, and lists everyone again when they are no longer all there
+    (trimmed, or the keys expired or were lost with Redis). The log expires
+    no later than the expiry set, so a member can't vanish unlogged while
+    the log lives. One read at a time: entries apply in order."""
+
+    def __init__(self):
+        self.people = {}  # (order_id, email) -> Presence
+        self.listing = ()  # self.people, sorted
+        self.last_id = b""  # the newest log entry applied
+        self.lock = asyncio.Lock()
+
+    async def read(self):
+        async with self.lock:
+            expiry, info, log, _ = _keys()
+            now, soonest, newest_id, kind, *body = await _run("read", _READ, [expiry, info, log], [self.last_id])
+            if kind == b"all":
+                self.last_id = b""  # until everyone is in hand
+                self.people = {(p.order_id, p.email): p for p in _people(*body)}
+                self.listing = _sort(self.people.values())
+            elif body[0]:
+                self.last_id = b""
+                changes = body[0]
+                for op, value in zip(changes[::2], changes[1::2], strict=True):
+                    if op == b"a":
+                        info, _, member = value.partition(b" ")
+                        order_id, email = json.loads(member)
+                        self.people[(order_id, email)] = _person(order_id, email, info)
+                    else:
+                        for order_id, email in json.loads(b"[" + value + b"]"):
+                            self.people.pop((order_id, email), None)
+                self.listing = _sort(self.people.values())
+            self.last_id = newest_id
+            return Snapshot(float(now), self.listing, _time(soonest), PRESENCE_GRACE_SECONDS)
+
+
+async def _forget(_):
+    pass
+
+
+def _live_listing():
+    return per_loop.get(f"presence-live:{settings.PRESENCE_KEY_PREFIX}", _LiveListing, _forget)
 
 
 class _Hub:
@@ -312,7 +438,7 @@ class _Hub:
         await self._close()
         pubsub = get_redis().pubsub()
         try:
-            await pubsub.subscribe(_keys()[2])
+            await pubsub.subscribe(_keys()[3])
             # Wait for the confirmation: from here on no arrival is missed.
             async with asyncio.timeout(5):
                 while await pubsub.get_message(timeout=1.0) is None:
@@ -377,19 +503,19 @@ def listening():
 
 class _MemoryStore:
     def __init__(self):
-        self.people = {}  # (order_id, email) -> Presence
+        self.people = {}  # (order_id, email) -> (Presence, when it ends)
         self.events = {}  # asyncio.Event -> its loop
 
     def _prune(self, now):
-        for key in [k for k, p in self.people.items() if p.expires <= now - PRESENCE_GRACE_SECONDS]:
+        for key in [k for k, (_, ends) in self.people.items() if ends <= now - PRESENCE_GRACE_SECONDS]:
             del self.people[key]
 
     def touch(self, order_id, email, is_employee):
         now = time.time()
         self._prune(now)
         old = self.people.get((order_id, email))
-        since = old.since if old else now
-        self.people[(order_id, email)] = Presence(order_id, email, is_employee, since, now + PRESENCE_SECONDS)
+        since = old[0].since if old else now
+        self.people[(order_id, email)] = (Presence(order_id, email, is_employee, since), now + PRESENCE_SECONDS)
         if old is None:
             for event, loop in list(self.events.items()):
                 if not loop.is_closed():
@@ -398,7 +524,9 @@ class _MemoryStore:
     def snapshot(self, grace):
         now = time.time()
         self._prune(now)
-        return Snapshot(now, _sort(p for p in self.people.values() if p.expires > now - grace), grace)
+        listed = [(p, ends) for p, ends in self.people.values() if ends > now - grace]
+        soonest = min((ends for _, ends in listed), default=None)
+        return Snapshot(now, _sort(p for p, _ in listed), soonest, grace)
 
     async def add(self, event):
         self.events[event] = asyncio.get_running_loop()

@@ -15,7 +15,7 @@ def _no_presence_left_over():
 
     prefix = settings.PRESENCE_KEY_PREFIX
     client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
-    client.delete(f"{prefix}expiry", f"{prefix}info")
+    client.delete(f"{prefix}expiry", f"{prefix}info", f"{prefix}log")
     client.close()
 
 

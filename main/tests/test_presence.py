@@ -21,7 +21,7 @@ def prefix(settings):
         client = aioredis.Redis.from_url(settings.REDIS_URL)
 
         async def cleanup():
-            await client.delete(f"{settings.PRESENCE_KEY_PREFIX}expiry", f"{settings.PRESENCE_KEY_PREFIX}info")
+            await client.delete(*(f"{settings.PRESENCE_KEY_PREFIX}{k}" for k in ("expiry", "info", "log")))
             await client.aclose()
 
         asyncio.run(cleanup())
@@ -266,3 +266,83 @@ async def test_a_listing_of_more_people_than_lua_can_unpack_at_once(prefix, clos
     people = (await presence.snapshot()).people
     assert len(people) == 9000
     assert sum(p.is_employee for p in people) == 4500
+
+
+async def _full_live_listing():
+    """What a process with no listing yet would read: everyone, within the grace."""
+    return await presence._LiveListing().read()
+
+
+def listed(snap):
+    return [(p.order_id, p.email, p.is_employee, p.since) for p in snap.people]
+
+
+async def test_each_process_keeps_the_live_listing_from_arrivals_and_departures(prefix, close_pool):
+    """Two workers' live listings follow arrivals, heartbeats, a departure
+    and a comeback, and always equal a full read."""
+    client = redis_pool.get_redis()
+    worker_a, worker_b = presence._LiveListing(), presence._LiveListing()
+    await asyncio.gather(*(presence.touch(n // 3, f"user{n}@site.com", n % 3 == 0) for n in range(30)))
+    assert len((await worker_a.read()).people) == 30
+
+    await presence.touch(100, "late@site.com", False)  # an arrival
+    await presence.touch(1, "user3@site.com", True)  # a heartbeat
+    # user4 stopped heartbeating 13 s ago: past their 10 s and the grace.
+    await client.zadd(f"{prefix}expiry", {presence._member(1, "user4@site.com"): time.time() - 3})
+    for worker in (worker_a, worker_b):
+        snap = await worker.read()
+        assert listed(snap) == listed(await _full_live_listing())
+        assert (100, "late@site.com") in present(snap) and (1, "user4@site.com") not in present(snap)
+        assert len(snap.people) == 30
+
+    await presence.touch(1, "user4@site.com", False)  # back: a new presence
+    snap = await worker_a.read()
+    assert listed(snap) == listed(await _full_live_listing())
+    assert (1, "user4@site.com") in present(snap)
+    assert snap.seconds_to_next_expiry == pytest.approx(
+        presence.PRESENCE_SECONDS + presence.PRESENCE_GRACE_SECONDS, abs=1
+    )
+
+
+async def test_a_live_read_after_the_first_reads_only_the_changes(settings, prefix, close_pool):
+    """With a thousand present, a later read of the live listing fetches the
+    log's new entries, not the people present (no full listing in Redis)."""
+    await asyncio.gather(*(presence.touch(n, f"user{n}@site.com", False) for n in range(1000)))
+    await presence.snapshot(live=True)
+    await presence.touch(5000, "new@site.com", False)
+    client = aioredis.Redis.from_url(settings.REDIS_URL)
+    marker = uuid.uuid4().hex
+    seen = []
+    try:
+        async with client.monitor() as monitor:
+            snap = await presence.snapshot(live=True)
+            await client.echo(marker)
+            async with asyncio.timeout(5):
+                while marker not in (command := (await monitor.next_command())["command"]):
+                    seen.append(command)
+    finally:
+        await client.aclose()
+    assert len(snap.people) == 1001 and (5000, "new@site.com") in present(snap)
+    assert [c for c in seen if c.startswith("XRANGE")], "the monitor saw the read's commands"
+    assert not [c for c in seen if c.startswith("HMGET") or (c.startswith("ZRANGEBYSCORE") and "+inf" in c)]
+
+
+async def test_the_live_listing_lists_everyone_again_when_the_log_lost_entries(prefix, close_pool):
+    client = redis_pool.get_redis()
+    await presence.touch(1, "before@site.com", False)
+    assert present(await presence.snapshot(live=True)) == {(1, "before@site.com")}
+    # The log trimmed past what this process saw (many changes since its last read).
+    await presence.touch(2, "during@site.com", False)
+    await client.xtrim(f"{prefix}log", maxlen=0)
+    await presence.touch(3, "after@site.com", False)
+    assert present(await presence.snapshot(live=True)) == {
+        (1, "before@site.com"),
+        (2, "during@site.com"),
+        (3, "after@site.com"),
+    }
+    # Redis lost everything (a restart without persistence), then someone arrived.
+    await client.delete(f"{prefix}expiry", f"{prefix}info", f"{prefix}log")
+    await presence.touch(4, "new@site.com", False)
+    assert present(await presence.snapshot(live=True)) == {(4, "new@site.com")}
+    await client.delete(f"{prefix}expiry", f"{prefix}info", f"{prefix}log")
+    assert present(await presence.snapshot(live=True)) == set()
