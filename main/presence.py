@@ -230,30 +230,34 @@ return {now_str, members, infos, soonest}
 """
 )
 
-# The live listing's read. KEYS: expiry, info, log; ARGV: the id of the last
-# log entry the caller has seen ('' for none). With everyone past their grace
-# pruned, the live listing is exactly the expiry set. If that entry is still
-# in the log, everything after it is too (a stream is trimmed from its head):
-# {now, soonest end, newest id, 'changes', {'a'|'d', value, ...}};
-# otherwise everyone: {now, soonest end, newest id, 'all', members, infos}.
+# The live listing's read. KEYS: expiry, info, log; ARGV: the id and value of
+# the last log entry the caller has seen ('' for none). With everyone past
+# their grace pruned, the live listing is exactly the expiry set. If that
+# entry is still in the log, everything after it is too (a stream is trimmed
+# from its head): {now, soonest end, newest id, newest value, 'changes',
+# {'a'|'d', value, ...}}; otherwise everyone: {now, soonest end, newest id,
+# newest value, 'all', members, infos}. The value is compared too: a log
+# deleted and begun again within the same millisecond reuses its ids.
 _READ = (
     _HEAD
     + _LISTING
     + """
 while prune(PRUNE_BATCH) == PRUNE_BATCH do end
-local newest = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
-local newest_id = (newest[1] and newest[1][1]) or ''
-if ARGV[1] ~= '' and #redis.call('XRANGE', KEYS[3], ARGV[1], ARGV[1]) == 1 then
+local newest = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
+local newest_id, newest_value = '', ''
+if newest then newest_id, newest_value = newest[1], newest[2][2] end
+local seen = ARGV[1] ~= '' and redis.call('XRANGE', KEYS[3], ARGV[1], ARGV[1])[1]
+if seen and seen[2][2] == ARGV[2] then
   local soonest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   local changes = {}
   for _, entry in ipairs(redis.call('XRANGE', KEYS[3], '(' .. ARGV[1], '+')) do
     changes[#changes + 1] = entry[2][1]
     changes[#changes + 1] = entry[2][2]
   end
-  return {now_str, soonest[2] or '', newest_id, 'changes', changes}
+  return {now_str, soonest[2] or '', newest_id, newest_value, 'changes', changes}
 end
 local members, infos, soonest = listing('-inf')
-return {now_str, soonest, newest_id, 'all', members, infos}
+return {now_str, soonest, newest_id, newest_value, 'all', members, infos}
 """
 )
 
@@ -377,19 +381,21 @@ class _LiveListing:
     def __init__(self):
         self.people = {}  # (order_id, email) -> Presence
         self.listing = ()  # self.people, sorted
-        self.last_id = b""  # the newest log entry applied
+        self.last = [b"", b""]  # the newest log entry applied: its id and value
         self.lock = asyncio.Lock()
 
     async def read(self):
         async with self.lock:
             expiry, info, log, _ = _keys()
-            now, soonest, newest_id, kind, *body = await _run("read", _READ, [expiry, info, log], [self.last_id])
+            now, soonest, newest_id, newest_value, kind, *body = await _run(
+                "read", _READ, [expiry, info, log], self.last
+            )
             if kind == b"all":
-                self.last_id = b""  # until everyone is in hand
+                self.last = [b"", b""]  # until everyone is in hand
                 self.people = {(p.order_id, p.email): p for p in _people(*body)}
                 self.listing = _sort(self.people.values())
             elif body[0]:
-                self.last_id = b""
+                self.last = [b"", b""]
                 changes = body[0]
                 for op, value in zip(changes[::2], changes[1::2], strict=True):
                     if op == b"a":
@@ -400,7 +406,7 @@ class _LiveListing:
                         for order_id, email in json.loads(b"[" + value + b"]"):
                             self.people.pop((order_id, email), None)
                 self.listing = _sort(self.people.values())
-            self.last_id = newest_id
+            self.last = [newest_id, newest_value]
             return Snapshot(float(now), self.listing, _time(soonest), PRESENCE_GRACE_SECONDS)
 
 
