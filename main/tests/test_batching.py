@@ -73,3 +73,14 @@ async def test_a_cancelled_caller_does_not_stop_the_others():
     with pytest.raises(asyncio.CancelledError):
         await calls[1]
     assert send.batches == [[1, 2, 3]]  # what was asked still went out
+
+
+async def test_a_batch_gathers_the_callers_of_its_moment():
+    send = Sender()
+    send.gate.set()  # answers the first batch at once
+    batches = Batches(send, gather_seconds=0.05)
+    first = asyncio.ensure_future(batches(1))
+    await asyncio.sleep(0.01)  # within the first batch's gathering
+    second = asyncio.ensure_future(batches(2))
+    assert await asyncio.wait_for(asyncio.gather(first, second), 2) == [2, 4]
+    assert send.batches == [[1, 2]]
