@@ -239,9 +239,10 @@ return {now_str, members, infos, soonest}
 # their grace pruned, the live listing is exactly the expiry set. If that
 # entry is still in the log, everything after it is too (a stream is trimmed
 # from its head): {now, soonest end, newest id, newest value, 'changes',
-# {'a'|'d', value, ...}}; otherwise everyone: {now, soonest end, newest id,
-# newest value, 'all', members, infos}. The value is compared too: a log
-# deleted and begun again within the same millisecond reuses its ids.
+# {'a'|'d', value, ...}, how many are present}; otherwise everyone: {now,
+# soonest end, newest id, newest value, 'all', members, infos}. The value is
+# compared too: a log deleted and begun again within the same millisecond
+# reuses its ids.
 _READ = (
     _HEAD
     + _LISTING
@@ -258,7 +259,7 @@ if seen and seen[2][2] == ARGV[2] then
     changes[#changes + 1] = entry[2][1]
     changes[#changes + 1] = entry[2][2]
   end
-  return {now_str, soonest[2] or '', newest_id, newest_value, 'changes', changes}
+  return {now_str, soonest[2] or '', newest_id, newest_value, 'changes', changes, redis.call('ZCARD', KEYS[1])}
 end
 local members, infos, soonest = listing('-inf')
 return {now_str, soonest, newest_id, newest_value, 'all', members, infos}
@@ -379,29 +380,41 @@ class _LiveListing:
     """One process's live listing, kept from the log: its first read lists
     everyone, each later read fetches only the log's entries since the last
     one it saw, and lists everyone again when they are no longer all there
-    (trimmed, or the keys expired or were lost with Redis). The log expires
-    no later than the expiry set, so a member can't vanish unlogged while
-    the log lives. One read at a time: entries apply in order."""
+    (trimmed, or the keys expired or were lost with Redis), or when it has
+    not as many people as the expiry set. The log expires no later than the
+    expiry set, so a member can't vanish unlogged while the log lives. One
+    read at a time: entries apply in order."""
 
     def __init__(self):
         self.people = {}  # (order_id, email) -> Presence
         self.listing = ()  # self.people, sorted
         self.last = [b"", b""]  # the newest log entry applied: its id and value
+        self.present = 0  # how many the expiry set held at the last read
         self.lock = asyncio.Lock()
 
     async def read(self):
         async with self.lock:
-            expiry, info, log, _ = _keys()
-            now, soonest, newest_id, newest_value, kind, *body = await _run(
-                "read", _READ, [expiry, info, log], self.last
-            )
-            if kind == b"all":
-                self.last = [b"", b""]  # until everyone is in hand
-                self.people = {(p.order_id, p.email): p for p in _people(*body)}
-                self.listing = _sort(self.people.values())
-            elif body[0]:
+            snapshot = await self._read()
+            if len(self.people) != self.present:
+                # Someone came or went unlogged (a worker of an earlier
+                # version during a rolling restart, the expiry set changed by
+                # hand): list everyone.
                 self.last = [b"", b""]
-                changes = body[0]
+                snapshot = await self._read()
+            return snapshot
+
+    async def _read(self):
+        expiry, info, log, _ = _keys()
+        now, soonest, newest_id, newest_value, kind, *body = await _run("read", _READ, [expiry, info, log], self.last)
+        if kind == b"all":
+            self.last = [b"", b""]  # until everyone is in hand
+            self.people = {(p.order_id, p.email): p for p in _people(*body)}
+            self.listing = _sort(self.people.values())
+            self.present = len(self.people)
+        else:
+            changes, self.present = body
+            if changes:
+                self.last = [b"", b""]
                 for op, value in zip(changes[::2], changes[1::2], strict=True):
                     if op == b"a":
                         info, _, member = value.partition(b" ")
@@ -411,8 +424,8 @@ class _LiveListing:
                         for order_id, email in json.loads(b"[" + value + b"]"):
                             self.people.pop((order_id, email), None)
                 self.listing = _sort(self.people.values())
-            self.last = [newest_id, newest_value]
-            return Snapshot(float(now), self.listing, _time(soonest), PRESENCE_GRACE_SECONDS)
+        self.last = [newest_id, newest_value]
+        return Snapshot(float(now), self.listing, _time(soonest), PRESENCE_GRACE_SECONDS)
 
 
 async def _forget(_):

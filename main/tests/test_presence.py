@@ -349,3 +349,18 @@ async def test_the_live_listing_lists_everyone_again_when_the_log_lost_entries(p
     assert present(await presence.snapshot(live=True)) == {(4, "new@site.com")}
     await client.delete(f"{prefix}expiry", f"{prefix}info", f"{prefix}log")
     assert present(await presence.snapshot(live=True)) == set()
+
+
+async def test_the_live_listing_catches_people_who_came_or_went_unlogged(prefix, close_pool):
+    """As a worker of an earlier version would, during a rolling restart:
+    someone added to or removed from the expiry set with nothing logged."""
+    client = redis_pool.get_redis()
+    await presence.touch(1, "stays@site.com", False)
+    await presence.touch(1, "goes@site.com", False)
+    assert len((await presence.snapshot(live=True)).people) == 2
+    await client.zrem(f"{prefix}expiry", presence._member(1, "goes@site.com"))
+    assert present(await presence.snapshot(live=True)) == {(1, "stays@site.com")}
+    unlogged = presence._member(2, "unlogged@site.com")
+    await client.zadd(f"{prefix}expiry", {unlogged: time.time() + 10})
+    await client.hset(f"{prefix}info", unlogged, f"0:{time.time():.6f}")
+    assert present(await presence.snapshot(live=True)) == {(1, "stays@site.com"), (2, "unlogged@site.com")}
