@@ -20,7 +20,8 @@ repetition and reports medians. Rows:
 1. chat latency (open loop); 2. chat throughput (closed loop, ramped);
 3. idle sockets held after a connect storm (failures, RSS per connection
    from VmRSS, idle CPU, Redis connections per server, connect rate);
-4. dashboard refresh cost in Redis (main.presence against the chapter's
+4. dashboard refresh cost in Redis (main.presence's live listing after one
+   arrival, and a worker's first read of everyone, against the chapter's
    `KEYS customer-service_*`, in B's column) with unrelated keys around,
    and what one arrival costs with several dashboards open;
 5. heartbeats one P worker absorbs, with its CPU, Redis commands (INFO
