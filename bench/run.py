@@ -376,7 +376,7 @@ def open_dashboards(stack, counts, arrivals):
         order_id = stack.rooms[n % len(stack.rooms)][0]
         keys = [f"{prefix}{k}" for k in ("expiry", "info", "log")]
         member = json.dumps([order_id, f"arrival-{n}@example.com"], separators=(",", ":"))
-        stack.redis.eval(presence._TOUCH, 3, *keys, member, 60, 0, f"{prefix}changes", order_id)
+        stack.redis.eval(presence._TOUCH, 3, *keys, 60, f"{prefix}changes", member, 0, order_id)
 
     for count in counts:
         seen = {}

@@ -48,6 +48,10 @@ class PubSubChannelLayer(RedisPubSubChannelLayer):
     gets LOST (ChatConsumer closes its socket with 1011, and the client
     resumes from the database, as after a worker restart)."""
 
+    # A group lasts as long as the subscription, in this process: no expiry
+    # for the consumers to renew (main.consumers, on a heartbeat).
+    groups_expire = False
+
     async def delete_channel(self, channel):
         """Forget a consumer's channel once the consumer has ended.
 

@@ -68,10 +68,12 @@ class Asgi2Compatible:
 # --- Chat (WebSocket) --------------------------------------------------------
 
 
+HEARTBEAT_LANDS_SECONDS = 2.0  # a closing socket waits at most this long for its last heartbeat
 TYPING_INTERVAL = 2.0  # seconds: at most one typing event per socket in this time
-# A socket renews its channel-layer group memberships on a heartbeat at most
-# this often: clients heartbeat every 10 s, so memberships lost with Redis's
-# data (or expired) come back within one heartbeat.
+# On a layer whose groups are kept in Redis (the list-based one), a socket
+# renews its group memberships on a heartbeat at most this often: clients
+# heartbeat every 10 s, so memberships lost with Redis's data (or expired)
+# come back within one heartbeat.
 GROUP_RENEW_SECONDS = 5.0
 
 
@@ -83,6 +85,7 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
     group = None  # the order's group, joined in the handshake
     token_group = None  # for a socket opened with a token: where its revocation is announced
     closing = False
+    heartbeat_sent = None  # done once the socket's last heartbeat has reached presence
 
     async def __call__(self, scope, receive=None, send=None):
         if send is None:  # ASGI 2: called with (receive, send)
@@ -143,7 +146,6 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
         self.frames = chat.RateLimiter(settings.CHAT_RATE_BURST * 6, settings.CHAT_RATE_PER_SECOND * 10)
         self.strikes = chat.Strikes()
         self.last_typing = 0.0
-        self.presence_failed = False
         self.replayed = set()  # ids sent from the database, not to be sent again live
         self.group_renewed = time.monotonic()
         self.member = member
@@ -197,6 +199,11 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code):
         try:
+            if self.heartbeat_sent is not None and not self.heartbeat_sent.done():
+                # A heartbeat, then the socket closed: the heartbeat counts
+                # before the chat is left (the chapter's client reads the
+                # dashboard right after closing).
+                await asyncio.wait([self.heartbeat_sent], timeout=HEARTBEAT_LANDS_SECONDS)
             if self.member is not None:
                 logger.info("Chat closed: user %s, order %s", self.member.user_id, self.member.order_id)
                 await self.channel_layer.group_send(self.group, chat.presence_event("chat_leave", self.member))
@@ -274,13 +281,13 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
             await self.send_json(chat.for_client(event, self.v2, self.member))
 
     async def on_heartbeat(self, content):
-        try:
-            await presence.touch(self.member.order_id, self.member.email, self.member.employee)
-        except Exception:
-            # The client can do nothing about it: log once per socket, chat on.
-            if not self.presence_failed:
-                self.presence_failed = True
-                logger.exception("Presence update failed: order %s", self.member.order_id)
+        # Not waited for: the socket's next frame is handled meanwhile, and a
+        # failure is logged by presence (the client can do nothing about it).
+        self.heartbeat_sent = presence.touch_soon(self.member.order_id, self.member.email, self.member.employee)
+        # The pub/sub layer's groups live in this process as long as its
+        # subscription (a broken one closes the socket): nothing to renew.
+        if not getattr(self.channel_layer, "groups_expire", True):
+            return
         if time.monotonic() - self.group_renewed > GROUP_RENEW_SECONDS:
             self.group_renewed = time.monotonic()
             try:

@@ -41,6 +41,7 @@ import asyncio
 import functools
 import json
 import logging
+import math
 import time
 import weakref
 from contextlib import asynccontextmanager, suppress
@@ -66,6 +67,7 @@ HMGET_CHUNK = 1000
 # (only its own socket's next frame waits on its answer): it halved a
 # worker's CPU per heartbeat at 2,000 a second.
 TOUCH_GATHER_SECONDS = 0.01
+TOUCH_FAILURE_LOG_SECONDS = 10  # heartbeats lost to a Redis outage: a line this often, at most
 LOG_ENTRIES = 10_000  # arrivals and departures kept for the live listings, about
 
 
@@ -95,9 +97,21 @@ class Snapshot:
 async def touch(order_id: int, email: str, is_employee: bool) -> None:
     """A heartbeat: `email` is present in order `order_id`'s chat for 10 s."""
     if settings.REDIS_URL:
-        await _redis_touch(int(order_id), email, bool(is_employee))
+        await _touches()(_touch_item(int(order_id), email, bool(is_employee)))
     else:
         _memory.touch(int(order_id), email, bool(is_employee))
+
+
+def touch_soon(order_id: int, email: str, is_employee: bool) -> asyncio.Future | None:
+    """touch() without waiting for it, as a socket's heartbeat needs no
+    answer: it goes to Redis with the next batch, and the socket's next
+    frame is handled meanwhile. Answers a future done once it has gone
+    (None: done already). A failed batch is logged (see _touches_failed),
+    at most once per TOUCH_FAILURE_LOG_SECONDS."""
+    if settings.REDIS_URL:
+        return _touches().put(_touch_item(int(order_id), email, bool(is_employee)))
+    _memory.touch(int(order_id), email, bool(is_employee))
+    return None
 
 
 async def snapshot(live=False) -> Snapshot:
@@ -179,27 +193,29 @@ local function prune(limit)
 end
 """
 
-# KEYS: expiry, info, log; ARGV: member, seconds, employee (0|1), channel, order id.
-# A heartbeat within the grace continues the presence; a later one is an arrival.
+# KEYS: expiry, info, log; ARGV: seconds, channel, then for each heartbeat of
+# the batch: member, employee (0|1), order id. A heartbeat within the grace
+# continues the presence; a later one is an arrival. Answers the arrivals.
 _TOUCH = (
     _HEAD
     + """
 prune(PRUNE_BATCH)
-local ttl = tonumber(ARGV[2])
-local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-local arrived = not old or tonumber(old) <= now - GRACE
-if arrived then
-  local info = ARGV[3] .. ':' .. now_str
-  redis.call('HSET', KEYS[2], ARGV[1], info)
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', LOG_ENTRIES, '*', 'a', info .. ' ' .. ARGV[1])
+local ttl = tonumber(ARGV[1])
+local arrivals = 0
+for i = 3, #ARGV, 3 do
+  local member = ARGV[i]
+  local old = redis.call('ZSCORE', KEYS[1], member)
+  redis.call('ZADD', KEYS[1], now + ttl, member)
+  if not old or tonumber(old) <= now - GRACE then
+    local info = ARGV[i + 1] .. ':' .. now_str
+    redis.call('HSET', KEYS[2], member, info)
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', LOG_ENTRIES, '*', 'a', info .. ' ' .. member)
+    redis.call('PUBLISH', ARGV[2], ARGV[i + 2])
+    arrivals = arrivals + 1
+  end
 end
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ttl + GRACE + 2) end
-if arrived then
-  redis.call('PUBLISH', ARGV[4], ARGV[5])
-  return 1
-end
-return 0
+return arrivals
 """
 )
 
@@ -314,30 +330,40 @@ async def _run(name, source, keys, args=()):
         return await _script(name, source)(keys=keys, args=args)
 
 
-_touches = weakref.WeakKeyDictionary()  # per client: its Batches of touches
+_batches = weakref.WeakKeyDictionary()  # per client: its Batches of touches
 
 
-async def _redis_touch(order_id, email, is_employee):
-    # Heartbeats go out in batches (booktime.batching): at thousands a second
-    # a command each kept every pooled connection busy, and a heartbeat
-    # waiting for one in a storm of handshakes timed out. Each batch gathers
-    # for TOUCH_GATHER_SECONDS.
+def _touches():
+    # Heartbeats go out in batches (booktime.batching), each batch one call of
+    # the touch script: at thousands a second a command each kept every pooled
+    # connection busy, and a heartbeat waiting for one in a storm of
+    # handshakes timed out. Each batch gathers for TOUCH_GATHER_SECONDS.
     client = get_redis()
-    touches = _touches.get(client)
+    touches = _batches.get(client)
     if touches is None:
-        touches = _touches[client] = Batches(functools.partial(_touch_batch, client), TOUCH_GATHER_SECONDS)
+        send = functools.partial(_touch_batch, client)
+        touches = _batches[client] = Batches(send, TOUCH_GATHER_SECONDS, on_error=_touches_failed)
+    return touches
+
+
+def _touch_item(order_id, email, is_employee):
     expiry, info, log, channel = _keys()
-    args = [_member(order_id, email), PRESENCE_SECONDS, int(is_employee), channel, order_id]
-    await touches(([expiry, info, log], args))
+    return (expiry, info, log), channel, (_member(order_id, email), int(is_employee), order_id)
 
 
 async def _touch_batch(client, batch):
-    """Each touch of `batch`, in one pipeline; again if the connection failed
+    """The touches of `batch`, one script call per set of keys (one, but for
+    a change of settings), in one pipeline; again if the connection failed
     (see _run) or the script must be loaded (after a Redis restart: both)."""
+    calls = {}
+    for keys, channel, heartbeat in batch:
+        calls.setdefault((keys, channel), []).extend(heartbeat)
+    calls = [(keys, [PRESENCE_SECONDS, channel, *args]) for (keys, channel), args in calls.items()]
     sha = _script("touch", _TOUCH).sha
     for attempt in range(3):
         try:
-            return await _evalsha_pipeline(client, sha, batch)
+            await _evalsha_pipeline(client, sha, calls)
+            return [None] * len(batch)
         except NoScriptError:
             if attempt == 2:
                 raise
@@ -345,6 +371,24 @@ async def _touch_batch(client, batch):
         except ConnectionError:
             if attempt == 2:
                 raise
+
+
+_unlogged_failures = {"heartbeats": 0, "logged_at": -math.inf}
+
+
+def _touches_failed(error, count):
+    # Redis is down: every socket's heartbeat fails, and a line each would
+    # flood the log. The client can do nothing about it; the chat goes on.
+    _unlogged_failures["heartbeats"] += count
+    now = time.monotonic()
+    if now - _unlogged_failures["logged_at"] >= TOUCH_FAILURE_LOG_SECONDS:
+        logger.warning(
+            "Presence: %d heartbeats not recorded (%s: %s)",
+            _unlogged_failures["heartbeats"],
+            type(error).__name__,
+            error,
+        )
+        _unlogged_failures.update(heartbeats=0, logged_at=now)
 
 
 async def _evalsha_pipeline(client, sha, calls):

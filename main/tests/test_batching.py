@@ -84,3 +84,30 @@ async def test_a_batch_gathers_the_callers_of_its_moment():
     second = asyncio.ensure_future(batches(2))
     assert await asyncio.wait_for(asyncio.gather(first, second), 2) == [2, 4]
     assert send.batches == [[1, 2]]
+
+
+async def test_put_items_go_out_unawaited_and_a_failure_is_reported_once_per_batch():
+    send = Sender()
+    failures = []
+    batches = Batches(send, on_error=lambda error, count: failures.append((str(error), count)))
+    first_sent = batches.put(1)
+    await settle()
+    second_sent = batches.put(2)
+    assert batches.put("fail") is second_sent  # one future per batch
+    awaited = asyncio.ensure_future(batches(3))
+    await settle()
+    assert not first_sent.done()
+    send.gate.set()  # the first batch: [1]
+    await settle()
+    assert first_sent.done() and not second_sent.done()
+    assert send.batches == [[1], [2, "fail", 3]]
+    send.gate.set()
+    with pytest.raises(ConnectionError):
+        await awaited  # its caller hears of the failure itself...
+    assert failures == [("batch failed", 2)]  # ...and the two put() items are reported once
+    assert await second_sent is None  # gone, if not stored
+    batches.put(4)
+    await settle()
+    send.gate.set()
+    await settle()
+    assert send.batches[-1] == [4] and failures == [("batch failed", 2)]

@@ -364,3 +364,17 @@ async def test_the_live_listing_catches_people_who_came_or_went_unlogged(prefix,
     await client.zadd(f"{prefix}expiry", {unlogged: time.time() + 10})
     await client.hset(f"{prefix}info", unlogged, f"0:{time.time():.6f}")
     assert present(await presence.snapshot(live=True)) == {(1, "stays@site.com"), (2, "unlogged@site.com")}
+
+
+async def test_heartbeats_lost_to_a_redis_outage_are_logged_in_one_line(close_pool, settings, caplog):
+    """touch_soon(), a socket's heartbeat: nobody waits for it, so a failed
+    batch is logged for all its heartbeats at once, not a line for each."""
+    from main.tests.servers import free_port
+
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    presence._unlogged_failures.update(heartbeats=0, logged_at=-float("inf"))
+    sent = {presence.touch_soon(7, f"user{n}@site.com", False) for n in range(20)}
+    assert len(sent) == 1  # one batch
+    await asyncio.wait_for(asyncio.gather(*sent), 10)
+    lines = [r.getMessage() for r in caplog.records if "heartbeats not recorded" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("Presence: 20 heartbeats not recorded (ConnectionError")
