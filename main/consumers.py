@@ -14,6 +14,7 @@ from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.urls import reverse
 from redis.exceptions import RedisError
@@ -36,7 +37,8 @@ class Asgi2Compatible:
     the database only through main.db, which closes what it opens, so the
     sweep has nothing to do (it was a third of the chat's CPU time under load).
 
-    And as a consumer ends it has the pub/sub layer let go of its channel,
+    It dispatches with dispatch_all (below), not Channels' await_many_dispatch,
+    and as a consumer ends it has the pub/sub layer let go of its channel,
     which channels_redis misses when the consumer ends on a channel message
     (booktime.channel_layer.PubSubChannelLayer.delete_channel)."""
 
@@ -47,13 +49,26 @@ class Asgi2Compatible:
     async def __call__(self, scope, receive=None, send=None):
         try:
             if send is None:  # ASGI 2: called with (receive, send)
-                return await super().__call__(self._asgi2_scope, scope, receive)
-            return await super().__call__(scope, receive, send)
+                return await self._consume(self._asgi2_scope, scope, receive)
+            return await self._consume(scope, receive, send)
         finally:
             # The pub/sub layer lets go of the channel (see its delete_channel).
             delete_channel = getattr(getattr(self, "channel_layer", None), "delete_channel", None)
             if delete_channel is not None and getattr(self, "channel_name", None):
                 await delete_channel(self.channel_name)
+
+    async def _consume(self, scope, receive, send):
+        # Channels' AsyncConsumer.__call__, dispatching with dispatch_all.
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        sources = [receive]
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+            sources.append(self.channel_receive)
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):
+            await dispatch_all(sources, self.dispatch)
 
     async def dispatch(self, message):
         handler = getattr(self, get_handler_name(message), None)
@@ -63,6 +78,49 @@ class Asgi2Compatible:
 
     async def channel_layer_lost(self, message):
         pass  # only a consumer in groups has missed anything
+
+
+async def dispatch_all(sources, dispatch):
+    """`await dispatch(message)` for each message from any of `sources` (the
+    client's receive, the channel layer's), one at a time, until a dispatch
+    raises (StopConsumer to end).
+
+    Channels' await_many_dispatch does the same with a new task and an
+    asyncio.wait for every message, most of the cost of a frame that does
+    little (a heartbeat). Here each source has one task for the consumer's
+    life, which reads its next message once the last is handled (so a busy
+    consumer still holds the client back), and a lock takes the dispatches
+    one at a time. Nothing is dispatched after a dispatch has raised."""
+    if len(sources) == 1:
+        while True:
+            await dispatch(await sources[0]())
+    lock = asyncio.Lock()
+    ended = False
+
+    async def pump(source):
+        nonlocal ended
+        while True:
+            message = await source()
+            async with lock:
+                if ended:
+                    return
+                try:
+                    await dispatch(message)
+                except BaseException:
+                    ended = True
+                    raise
+
+    pumps = [asyncio.ensure_future(pump(source)) for source in sources]
+    try:
+        done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()  # what ended it: StopConsumer, or an error
+    finally:
+        for task in pumps:
+            task.cancel()
+        for task in pumps:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 # --- Chat (WebSocket) --------------------------------------------------------
