@@ -3,6 +3,7 @@ hold the rules (chat.py, presence.py, courier.py)."""
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import json
 import logging
@@ -90,7 +91,10 @@ async def dispatch_all(sources, dispatch):
     little (a heartbeat). Here each source has one task for the consumer's
     life, which reads its next message once the last is handled (so a busy
     consumer still holds the client back), and a lock takes the dispatches
-    one at a time. Nothing is dispatched after a dispatch has raised."""
+    one at a time. Nothing is dispatched after a dispatch has raised; a
+    source that fails ends the consumer once the dispatch under way is done.
+    Both tasks run in one copy of the caller's context, as the dispatches
+    did in Channels' single task."""
     if len(sources) == 1:
         while True:
             await dispatch(await sources[0]())
@@ -100,7 +104,12 @@ async def dispatch_all(sources, dispatch):
     async def pump(source):
         nonlocal ended
         while True:
-            message = await source()
+            try:
+                message = await source()
+            except Exception:
+                async with lock:  # not in the middle of the other source's dispatch
+                    ended = True
+                raise
             async with lock:
                 if ended:
                     return
@@ -110,17 +119,18 @@ async def dispatch_all(sources, dispatch):
                     ended = True
                     raise
 
-    pumps = [asyncio.ensure_future(pump(source)) for source in sources]
+    loop, context = asyncio.get_running_loop(), contextvars.copy_context()
+    pumps = [loop.create_task(pump(source), context=context) for source in sources]
     try:
-        done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            task.result()  # what ended it: StopConsumer, or an error
+        ended_first, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in pumps:
             task.cancel()
-        for task in pumps:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Every pump is awaited and its end retrieved: none is left pending
+        # or with an exception nobody saw.
+        await asyncio.gather(*pumps, return_exceptions=True)
+    for task in ended_first:
+        task.result()  # what ended it: StopConsumer, or an error
 
 
 # --- Chat (WebSocket) --------------------------------------------------------
@@ -341,7 +351,10 @@ class ChatConsumer(Asgi2Compatible, AsyncJsonWebsocketConsumer):
     async def on_heartbeat(self, content):
         # Not waited for: the socket's next frame is handled meanwhile, and a
         # failure is logged by presence (the client can do nothing about it).
-        self.heartbeat_sent = presence.touch_soon(self.member.order_id, self.member.email, self.member.employee)
+        # One at a time per socket: while the last is on its way, another
+        # adds nothing (the last lands on Redis's clock, later).
+        if self.heartbeat_sent is None or self.heartbeat_sent.done():
+            self.heartbeat_sent = presence.touch_soon(self.member.order_id, self.member.email, self.member.employee)
         # The pub/sub layer's groups live in this process as long as its
         # subscription (a broken one closes the socket): nothing to renew.
         if not getattr(self.channel_layer, "groups_expire", True):

@@ -101,3 +101,37 @@ async def test_an_error_in_a_source_ends_the_consumer_with_it():
 
     with pytest.raises(ConnectionError):
         await asyncio.wait_for(dispatch_all([client, broken], dispatch), 5)
+
+
+async def test_a_failing_source_ends_the_consumer_after_the_dispatch_under_way():
+    """A message being handled (stored, then sent on) is not cut off halfway
+    because the other source failed meanwhile."""
+    client = Source()
+    broken = asyncio.Event()
+    handled = []
+
+    async def breaking():
+        await broken.wait()
+        raise ConnectionError("the channel layer is gone")
+
+    async def dispatch(message):
+        broken.set()  # the other source fails while this message is handled
+        await asyncio.sleep(0.05)
+        handled.append(message)
+
+    client.queue.put_nowait("a message")
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(dispatch_all([client, breaking], dispatch), 5)
+    assert handled == ["a message"]
+
+
+async def test_no_task_outlives_the_consumer():
+    client, layer = Source(), Source()
+
+    async def dispatch(message):
+        raise StopConsumer()
+
+    client.queue.put_nowait("disconnect")
+    with pytest.raises(StopConsumer):
+        await asyncio.wait_for(dispatch_all([client, layer], dispatch), 5)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
