@@ -16,6 +16,9 @@ second.
 """
 
 import asyncio
+import logging
+
+logger = logging.getLogger(__name__)
 
 
 class Batches:
@@ -67,7 +70,10 @@ class Batches:
                     results = [error] * len(batch)
                     unawaited = sum(future is None for _, future in batch)
                     if unawaited and self.on_error is not None:
-                        self.on_error(error, unawaited)
+                        try:
+                            self.on_error(error, unawaited)
+                        except Exception:
+                            logger.exception("Batches: on_error failed")
                 for (_, future), result in zip(batch, results, strict=True):
                     if future is None or future.done():  # put(), or its caller was cancelled
                         continue

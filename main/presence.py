@@ -68,6 +68,7 @@ HMGET_CHUNK = 1000
 # worker's CPU per heartbeat at 2,000 a second.
 TOUCH_GATHER_SECONDS = 0.01
 TOUCH_FAILURE_LOG_SECONDS = 10  # heartbeats lost to a Redis outage: a line this often, at most
+TOUCH_SCRIPT_HEARTBEATS = 500  # heartbeats per call of the touch script (each call holds Redis)
 LOG_ENTRIES = 10_000  # arrivals and departures kept for the live listings, about
 
 
@@ -355,14 +356,21 @@ async def _touch_batch(client, batch):
     """The touches of `batch`, one script call per set of keys (one, but for
     a change of settings), in one pipeline; again if the connection failed
     (see _run) or the script must be loaded (after a Redis restart: both)."""
-    calls = {}
+    by_keys = {}
     for keys, channel, heartbeat in batch:
-        calls.setdefault((keys, channel), []).extend(heartbeat)
-    calls = [(keys, [PRESENCE_SECONDS, channel, *args]) for (keys, channel), args in calls.items()]
+        by_keys.setdefault((keys, channel), []).extend(heartbeat)
+    chunk = 3 * TOUCH_SCRIPT_HEARTBEATS  # three arguments each
+    calls = [
+        (keys, [PRESENCE_SECONDS, channel, *args[i : i + chunk]])
+        for (keys, channel), args in by_keys.items()
+        for i in range(0, len(args), chunk)
+    ]
     sha = _script("touch", _TOUCH).sha
     for attempt in range(3):
         try:
             await _evalsha_pipeline(client, sha, calls)
+            if _unlogged_failures["heartbeats"]:  # Redis is back
+                _touches_failed(None, 0, last=True)
             return [None] * len(batch)
         except NoScriptError:
             if attempt == 2:
@@ -373,22 +381,21 @@ async def _touch_batch(client, batch):
                 raise
 
 
-_unlogged_failures = {"heartbeats": 0, "logged_at": -math.inf}
+_unlogged_failures = {"heartbeats": 0, "logged_at": -math.inf, "error": ""}
 
 
-def _touches_failed(error, count):
+def _touches_failed(error, count, last=False):
     # Redis is down: every socket's heartbeat fails, and a line each would
     # flood the log. The client can do nothing about it; the chat goes on.
-    _unlogged_failures["heartbeats"] += count
+    # `last`: Redis is back, the count since the last line is logged.
+    failures = _unlogged_failures
+    failures["heartbeats"] += count
+    if error is not None:
+        failures["error"] = f"{type(error).__name__}: {error}"
     now = time.monotonic()
-    if now - _unlogged_failures["logged_at"] >= TOUCH_FAILURE_LOG_SECONDS:
-        logger.warning(
-            "Presence: %d heartbeats not recorded (%s: %s)",
-            _unlogged_failures["heartbeats"],
-            type(error).__name__,
-            error,
-        )
-        _unlogged_failures.update(heartbeats=0, logged_at=now)
+    if last or now - failures["logged_at"] >= TOUCH_FAILURE_LOG_SECONDS:
+        logger.warning("Presence: %d heartbeats not recorded (%s)", failures["heartbeats"], failures["error"])
+        failures.update(heartbeats=0, logged_at=now)
 
 
 async def _evalsha_pipeline(client, sha, calls):

@@ -368,13 +368,45 @@ async def test_the_live_listing_catches_people_who_came_or_went_unlogged(prefix,
 
 async def test_heartbeats_lost_to_a_redis_outage_are_logged_in_one_line(close_pool, settings, caplog):
     """touch_soon(), a socket's heartbeat: nobody waits for it, so a failed
-    batch is logged for all its heartbeats at once, not a line for each."""
+    batch is logged for all its heartbeats at once, not a line for each; at
+    most a line every 10 s, and the rest once Redis is back."""
     from main.tests.servers import free_port
 
+    redis_url, settings.PRESENCE_KEY_PREFIX = settings.REDIS_URL, f"test:presence:{uuid.uuid4().hex}:"
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     presence._unlogged_failures.update(heartbeats=0, logged_at=-float("inf"))
+
+    def lines():
+        return [r.getMessage() for r in caplog.records if "heartbeats not recorded" in r.getMessage()]
+
     sent = {presence.touch_soon(7, f"user{n}@site.com", False) for n in range(20)}
     assert len(sent) == 1  # one batch
     await asyncio.wait_for(asyncio.gather(*sent), 10)
-    lines = [r.getMessage() for r in caplog.records if "heartbeats not recorded" in r.getMessage()]
-    assert len(lines) == 1 and lines[0].startswith("Presence: 20 heartbeats not recorded (ConnectionError")
+    assert lines() == [lines()[0]] and lines()[0].startswith("Presence: 20 heartbeats not recorded (ConnectionError")
+    await asyncio.wait_for(presence.touch_soon(7, "later@site.com", False), 10)
+    assert len(lines()) == 1  # within 10 s of the last line
+
+    await redis_pool.close_redis()
+    settings.REDIS_URL = redis_url  # Redis is back
+    try:
+        await asyncio.wait_for(presence.touch_soon(7, "back@site.com", False), 10)
+        assert lines()[1:] == ["Presence: 1 heartbeats not recorded (ConnectionError: " + lines()[1].split(": ", 2)[2]]
+        assert present(await presence.snapshot()) == {(7, "back@site.com")}
+    finally:
+        await redis_pool.get_redis().delete(*(f"{settings.PRESENCE_KEY_PREFIX}{k}" for k in ("expiry", "info", "log")))
+
+
+async def test_a_large_batch_of_heartbeats_is_split_into_several_script_calls(prefix, close_pool, monkeypatch):
+    """Each call of the touch script holds Redis while it runs: a storm's
+    batch goes as several (in one round trip)."""
+    monkeypatch.setattr(presence, "TOUCH_SCRIPT_HEARTBEATS", 3)
+    client = redis_pool.get_redis()
+    await presence.touch(7, "first@site.com", False)  # the script is loaded
+
+    async def script_calls():
+        return (await client.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+
+    before = await script_calls()
+    await asyncio.gather(*(presence.touch(7, f"user{n}@site.com", False) for n in range(10)))
+    assert await script_calls() - before == 4  # 3 + 3 + 3 + 1 heartbeats
+    assert len((await presence.snapshot()).people) == 11
