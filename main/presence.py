@@ -348,29 +348,26 @@ def _touches():
 
 
 def _touch_item(order_id, email, is_employee):
-    expiry, info, log, channel = _keys()
-    return (expiry, info, log), channel, (_member(order_id, email), int(is_employee), order_id)
+    return _member(order_id, email), int(is_employee), order_id
 
 
 async def _touch_batch(client, batch):
-    """The touches of `batch`, one script call per set of keys (one, but for
-    a change of settings), in one pipeline; again if the connection failed
-    (see _run) or the script must be loaded (after a Redis restart: both)."""
-    by_keys = {}
-    for keys, channel, heartbeat in batch:
-        by_keys.setdefault((keys, channel), []).extend(heartbeat)
+    """The touches of `batch`, in calls of the touch script of at most
+    TOUCH_SCRIPT_HEARTBEATS each, in one pipeline; again if the connection
+    failed (see _run) or the script must be loaded (after a Redis restart:
+    both)."""
+    expiry, info, log, channel = _keys()
+    args = [arg for heartbeat in batch for arg in heartbeat]
     chunk = 3 * TOUCH_SCRIPT_HEARTBEATS  # three arguments each
     calls = [
-        (keys, [PRESENCE_SECONDS, channel, *args[i : i + chunk]])
-        for (keys, channel), args in by_keys.items()
-        for i in range(0, len(args), chunk)
+        ([expiry, info, log], [PRESENCE_SECONDS, channel, *args[i : i + chunk]]) for i in range(0, len(args), chunk)
     ]
     sha = _script("touch", _TOUCH).sha
     for attempt in range(3):
         try:
             await _evalsha_pipeline(client, sha, calls)
-            if _unlogged_failures["heartbeats"]:  # Redis is back
-                _touches_failed(None, 0, last=True)
+            if _unlogged_failures["heartbeats"]:
+                _log_lost_heartbeats()  # Redis is back: the rest since the last line
             return [None] * len(batch)
         except NoScriptError:
             if attempt == 2:
@@ -384,18 +381,19 @@ async def _touch_batch(client, batch):
 _unlogged_failures = {"heartbeats": 0, "logged_at": -math.inf, "error": ""}
 
 
-def _touches_failed(error, count, last=False):
+def _touches_failed(error, count):
     # Redis is down: every socket's heartbeat fails, and a line each would
     # flood the log. The client can do nothing about it; the chat goes on.
-    # `last`: Redis is back, the count since the last line is logged.
+    _unlogged_failures["heartbeats"] += count
+    _unlogged_failures["error"] = f"{type(error).__name__}: {error}"
+    if time.monotonic() - _unlogged_failures["logged_at"] >= TOUCH_FAILURE_LOG_SECONDS:
+        _log_lost_heartbeats()
+
+
+def _log_lost_heartbeats():
     failures = _unlogged_failures
-    failures["heartbeats"] += count
-    if error is not None:
-        failures["error"] = f"{type(error).__name__}: {error}"
-    now = time.monotonic()
-    if last or now - failures["logged_at"] >= TOUCH_FAILURE_LOG_SECONDS:
-        logger.warning("Presence: %d heartbeats not recorded (%s)", failures["heartbeats"], failures["error"])
-        failures.update(heartbeats=0, logged_at=now)
+    logger.warning("Presence: %d heartbeats not recorded (%s)", failures["heartbeats"], failures["error"])
+    failures.update(heartbeats=0, logged_at=time.monotonic())
 
 
 async def _evalsha_pipeline(client, sha, calls):
