@@ -34,6 +34,11 @@ TOKEN_PARAM = b"token"
 KEY_SHAPE = re.compile(r"[0-9a-fA-F]{1,64}")
 
 
+def valid_token_shape(key):
+    """Whether `key` could be a token at all (else it is not worth a query)."""
+    return KEY_SHAPE.fullmatch(key) is not None
+
+
 def token_key(scope):
     """The token a request carries, from the Authorization header or the
     query string, or None."""
@@ -60,7 +65,7 @@ def without_token(query):
 
 @db_sync_to_async(thread_sensitive=False)  # an independent read: requests run side by side
 def user_for_token(key):
-    if not KEY_SHAPE.fullmatch(key):
+    if not valid_token_shape(key):
         return AnonymousUser()
     token = Token.objects.select_related("user").filter(key=key).first()
     if token is None or not token.user.is_active:
@@ -116,10 +121,16 @@ async def unavailable(scope, receive, send):
 
 class TokenAuthMiddleware(BaseMiddleware):
     """A request with a token is that token's user (or anonymous); one
-    without goes through Channels' session authentication."""
+    without goes through Channels' session authentication.
 
-    def __init__(self, inner):
+    With `check_token=False` a token is not looked up here: the request's
+    scope has `unchecked_token` (the key) and no "user", for a consumer that
+    checks the token in the same database trip as its own query (the
+    tracker: the token's user owns the order, in one query)."""
+
+    def __init__(self, inner, check_token=True):
         super().__init__(inner)
+        self.check_token = check_token
         self.with_session_user = CookieMiddleware(SessionMiddleware(SessionUserMiddleware(inner)))
         # With a token the session is still there, but not asked for a user:
         # that lookup goes through a single shared thread, a bottleneck for
@@ -130,6 +141,9 @@ class TokenAuthMiddleware(BaseMiddleware):
         key = token_key(scope)
         if key is None:
             return await self.with_session_user(scope, receive, send)
+        if not self.check_token:
+            scope = dict(scope, unchecked_token=key, query_string=without_token(_query_bytes(scope)))
+            return await self.with_session(scope, receive, send)
         try:
             user = await user_for_token(key)
         except Exception as error:
@@ -143,6 +157,6 @@ class TokenAuthMiddleware(BaseMiddleware):
         return await self.with_session(scope, receive, send)
 
 
-def TokenAuthMiddlewareStack(inner):
+def TokenAuthMiddlewareStack(inner, check_token=True):
     """Token auth (query string or header), falling back to the session."""
-    return TokenAuthMiddleware(inner)
+    return TokenAuthMiddleware(inner, check_token)

@@ -20,6 +20,8 @@ from django.conf import settings
 from django.urls import reverse
 from redis.exceptions import RedisError
 
+from booktime import auth
+
 from . import chat, courier, models, per_loop, presence
 from .db import RETRY_AFTER_SECONDS, db_sync_to_async, unreachable
 
@@ -654,12 +656,18 @@ class OrderTrackerConsumer(Asgi2Compatible, AsyncHttpConsumer):
             headers = [*_headers("application/json", body), (b"Allow", b"GET")]
             return await self.send_response(405, body, headers=headers)
         order_id = self.scope["url_route"]["kwargs"]["order_id"]
-        user = self.scope.get("user")
-        if not await _owns_order(user, order_id):
-            # Same answer for someone else's order, an unknown id and no
-            # login: order ids cannot be probed, and the courier is not asked.
+        try:
+            owner_id = await _tracking_owner(self.scope.get("user"), self.scope.get("unchecked_token"), order_id)
+        except Exception as error:
+            if not unreachable(error):
+                raise
+            return await auth.unavailable(self.scope, None, self.send)
+        if owner_id is None:
+            # Same answer for someone else's order, an unknown id, a bad
+            # token and no login: order ids cannot be probed, and the courier
+            # is not asked.
             return await self.send_json(404, {"detail": "Not found.", "code": "not_found"})
-        logger.info("Order tracking request for user %s and order %s", user.pk, order_id)
+        logger.info("Order tracking request for user %s and order %s", owner_id, order_id)
         try:
             payload = await self.query_remote_server(order_id)
         except courier.CourierError as exc:
@@ -683,7 +691,17 @@ def _headers(content_type, body):
 
 
 @db_sync_to_async(thread_sensitive=False)  # an independent read: requests run side by side
-def _owns_order(user, order_id):
-    if user is None or not user.is_authenticated:
-        return False
-    return models.Order.objects.filter(pk=order_id, user=user).exists()
+def _tracking_owner(user, token, order_id):
+    """The id of the order's owner if the request may track it, else None:
+    `user` if the middleware resolved one, else the user of `token`, checked
+    in the same query as the order (one trip to a database thread)."""
+    orders = models.Order.objects.filter(pk=order_id)
+    if user is not None:
+        if not user.is_authenticated:
+            return None
+        orders = orders.filter(user=user)
+    elif token is not None and auth.valid_token_shape(token):
+        orders = orders.filter(user__auth_token__key=token, user__is_active=True)
+    else:
+        return None
+    return orders.values_list("user_id", flat=True).first()

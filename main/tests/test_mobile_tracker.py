@@ -74,6 +74,16 @@ def test_only_the_owner_may_track_and_the_courier_is_not_asked_otherwise(app, st
     assert hits(standin, order.id) == 0 and hits(standin, order.id + 1000) == 0
 
 
+def test_a_deactivated_customers_token_no_longer_tracks(app, standin, owner):
+    user, token, order = owner
+    assert fetch("GET", tracker(app, order.id), headers=token_header(token)).status == 200
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    answer = fetch("GET", tracker(app, order.id), headers=token_header(token))
+    assert (answer.status, answer.json()["code"]) == (404, "not_found")
+    assert hits(standin, order.id) == 1
+
+
 @pytest.mark.parametrize(
     "mode, status",
     [
