@@ -1,5 +1,9 @@
 """Checks that the real services the suite runs against answer, once, with
-one clear line if they don't; clears the previous run's uploads."""
+one clear line if they don't; clears the previous run's uploads; closes
+what each test's event loop opened."""
+
+import asyncio
+import inspect
 
 import pytest
 
@@ -37,3 +41,38 @@ def pytest_sessionstart(session):
             pytest.exit(
                 f"Redis is not reachable at {settings.REDIS_URL} ({exc}): start it or set REDIS_URL.", returncode=3
             )
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:  # async tests only: the browser tests' sync API runs a loop of its own
+        if inspect.iscoroutinefunction(getattr(item, "function", None)):
+            item.fixturenames.append("close_loop_resources")
+
+
+@pytest.fixture
+async def close_loop_resources():
+    """What the test's event loop opened (main.per_loop: the chat writer's
+    database connection, the Redis pools) is closed as the test ends, as a
+    server's ASGI lifespan closes them; a database connection left open would
+    keep the test database from being dropped."""
+    yield
+    from main import per_loop
+
+    await per_loop.close_all()
+
+
+@pytest.fixture(autouse=True)
+def close_idle_loops_resources():
+    """The same for a sync test that ran coroutines on a loop it keeps (the
+    chapter's tests run theirs on the thread's default loop)."""
+    yield
+    from main import per_loop
+
+    try:
+        asyncio.get_running_loop()
+        return  # a browser test: Playwright's loop runs in this thread
+    except RuntimeError:
+        pass
+    for loop in per_loop.loops():
+        if not loop.is_running() and not loop.is_closed():
+            loop.run_until_complete(per_loop.close_all())

@@ -14,7 +14,7 @@ import time
 
 import psycopg
 from channels.db import database_sync_to_async
-from django.db import InterfaceError, OperationalError, close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, utils
 
 # A client told the database is unavailable may try again after this long
 # (the chat's `unavailable` error, Retry-After on HTTP answers).
@@ -61,16 +61,49 @@ def db_sync_to_async(func=None, *, thread_sensitive=True):
 
     @functools.wraps(func)
     def run(*args, **kwargs):
-        global _unreachable_until
-        if time.monotonic() < _unreachable_until:
-            raise DatabaseUnavailable("PostgreSQL was unreachable a moment ago")
+        fail_fast()
         try:
             return func(*args, **kwargs)
         except Exception as error:
-            if unreachable(error):
-                _unreachable_until = time.monotonic() + FAIL_FAST_SECONDS
+            noticed(error)
             raise
         finally:
             close_old_connections()
 
     return database_sync_to_async(run, thread_sensitive=thread_sensitive)
+
+
+def fail_fast():
+    """Raise DatabaseUnavailable while PostgreSQL was found unreachable a
+    moment ago (FAIL_FAST_SECONDS)."""
+    if time.monotonic() < _unreachable_until:
+        raise DatabaseUnavailable("PostgreSQL was unreachable a moment ago")
+
+
+def noticed(error):
+    """A call failed with `error`: if PostgreSQL is unreachable, the next
+    calls fail fast for a moment."""
+    global _unreachable_until
+    if unreachable(error):
+        _unreachable_until = time.monotonic() + FAIL_FAST_SECONDS
+
+
+def as_django_error(error):
+    """A psycopg error as Django's ORM raises it (its django.db.utils class,
+    caused by the psycopg error), for code that talks to psycopg directly."""
+    for django_class in (
+        utils.DataError,
+        utils.OperationalError,
+        utils.IntegrityError,
+        utils.InternalError,
+        utils.ProgrammingError,
+        utils.NotSupportedError,
+        utils.DatabaseError,
+        utils.InterfaceError,
+        utils.Error,
+    ):
+        if isinstance(error, getattr(psycopg, django_class.__name__)):
+            wrapped = django_class(*error.args)
+            wrapped.__cause__ = error
+            return wrapped
+    return error

@@ -31,6 +31,11 @@ def get(name, create, close):
     return resources[name][0]
 
 
+def loops():
+    """The loops that hold resources now."""
+    return list(_by_loop)
+
+
 async def close(name):
     """Release the running loop's resource `name`, if it has one."""
     entry = _by_loop.get(asyncio.get_running_loop(), {}).pop(name, None)

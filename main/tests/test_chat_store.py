@@ -97,7 +97,15 @@ def test_a_message_that_cannot_be_stored_does_not_keep_the_others_out():
         (gone_id, customer.pk, "to an order deleted meanwhile"),
         (order.pk, customer.pk, "last"),
     ]
-    outcomes = asyncio.run(chat_store.write_batch(items))
+
+    async def write():
+        writer = chat_store.MessageWriter()
+        try:
+            return await writer.write_batch(items)
+        finally:
+            await writer.close()
+
+    outcomes = asyncio.run(write())
     assert isinstance(outcomes[1], IntegrityError)
     assert isinstance(outcomes[2], chat_store.OrderGone)
     assert [(m.seq, m.text) for m in (outcomes[0], outcomes[3])] == [(1, "first"), (2, "last")]
