@@ -12,7 +12,7 @@ numbers its messages after it, in the order they arrived.
 On PostgreSQL all of that is one statement, a function call (migration
 0006), sent on the writer's own async connection from the event loop: one
 round trip per batch, with no hop to a worker thread and no pool checkout.
-That halved the server CPU per chat message (README, "Benchmarks"). Other
+That cut the server's CPU per chat message by about 40% (README, "Benchmarks"). Other
 databases (SQLite, the embedded default) go through the ORM in a thread.
 """
 
@@ -93,19 +93,19 @@ class MessageWriter:
         orders, users, texts = (list(column) for column in zip(*items, strict=True))
         db.fail_fast()
         try:
-            async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
-                if self.connection is None or self.connection.closed:
-                    self.connection = await psycopg.AsyncConnection.connect(**connection_params(), autocommit=True)
-                cursor = await self.connection.execute(_STORE_BATCH, [orders, users, texts], prepare=True)
-                rows = await cursor.fetchall()
+            # psycopg's errors raised as the ORM raises them (django.db.utils).
+            with connection.wrap_database_errors:
+                async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
+                    if self.connection is None or self.connection.closed:
+                        self.connection = await psycopg.AsyncConnection.connect(**connection_params(), autocommit=True)
+                    cursor = await self.connection.execute(_STORE_BATCH, [orders, users, texts], prepare=True)
+                    rows = await cursor.fetchall()
         except BaseException as error:
-            if not isinstance(error, psycopg.IntegrityError):
+            if not isinstance(error, IntegrityError):
                 # Timed out, cancelled or broken: the connection's state is
                 # unknown, so the next batch opens a fresh one.
                 await self.disconnect()
             db.noticed(error)
-            if isinstance(error, psycopg.Error):
-                raise db.as_django_error(error) from error
             raise
         return numbered(items, rows)
 

@@ -14,7 +14,7 @@ import time
 
 import psycopg
 from channels.db import database_sync_to_async
-from django.db import InterfaceError, OperationalError, close_old_connections, utils
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 # A client told the database is unavailable may try again after this long
 # (the chat's `unavailable` error, Retry-After on HTTP answers).
@@ -86,24 +86,3 @@ def noticed(error):
     global _unreachable_until
     if unreachable(error):
         _unreachable_until = time.monotonic() + FAIL_FAST_SECONDS
-
-
-def as_django_error(error):
-    """A psycopg error as Django's ORM raises it (its django.db.utils class,
-    caused by the psycopg error), for code that talks to psycopg directly."""
-    for django_class in (
-        utils.DataError,
-        utils.OperationalError,
-        utils.IntegrityError,
-        utils.InternalError,
-        utils.ProgrammingError,
-        utils.NotSupportedError,
-        utils.DatabaseError,
-        utils.InterfaceError,
-        utils.Error,
-    ):
-        if isinstance(error, getattr(psycopg, django_class.__name__)):
-            wrapped = django_class(*error.args)
-            wrapped.__cause__ = error
-            return wrapped
-    return error
