@@ -39,6 +39,7 @@ class Report:
         self.sweep = None
         self.plot = None  # its path, relative to the repository
         self.p_server = None  # the server P runs on (bench.run sets it: --p-server)
+        self.p_commit = "durable"  # P's PostgreSQL commits (--p-commit)
 
     def row(self, label, figures, unit, better):
         """Print one table line, a figure per target and P's ratios to B and U."""
@@ -70,7 +71,8 @@ class Report:
             f"Python {m.get('python')}, Django {v.get('Django')}, Channels {v.get('channels')}, "
             f"channels-redis {v.get('channels-redis')}, daphne {v.get('daphne')}, Redis {m.get('redis_server')} "
             f"(redis-py {v.get('redis')}), PostgreSQL {m.get('postgresql')}; "
-            f"{self.started:%Y-%m-%d %H:%M} UTC, {mode} run, P on {self.p_server} {v.get(self.p_server)}, "
+            f"{self.started:%Y-%m-%d %H:%M} UTC, {mode} run, P on {self.p_server} {v.get(self.p_server)}"
+            f"{'' if self.p_commit == 'durable' else f' with {self.p_commit} commits (not shipped)'}, "
             f"{f'{reps} repetitions (medians)' if reps > 1 else '1 repetition'}, "
             f"commit {m.get('commit') or 'unknown'}{' (modified)' if m.get('modified') else ''}"
         )
@@ -85,6 +87,7 @@ class Report:
             "repetitions": reps,
             "targets": targets,
             "p_server": self.p_server,
+            "p_commit": self.p_commit,
             "started": self.started.isoformat(timespec="seconds"),
             "finished": finished.isoformat(timespec="seconds"),
             "elapsed_s": round((finished - self.started).total_seconds(), 1),

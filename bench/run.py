@@ -4,6 +4,7 @@ tutorial's chat (B) and a plain `websockets` relay (U), side by side.
     .venv/bin/python -m bench.run            # full run, many minutes
     .venv/bin/python -m bench.run --quick    # about a minute: the instrument works
     .venv/bin/python -m bench.run --p-server daphne --targets P    # P on another server
+    .venv/bin/python -m bench.run --p-commit async --rows 1     # P's commits not waiting for the disk
 
 It prints the table and writes it to artifacts/bench/: results.json (every
 row's figures, the sweep's points, the machine and the versions measured)
@@ -92,6 +93,12 @@ P_SERVERS = {
     SHIPPED_SERVER: SERVE + ["booktime.asgi:application", "-p"],
     "daphne": [sys.executable, "-m", "bench.daphne_server", "--port"],
 }
+# How P's PostgreSQL commits are made: the shipped durable ones, or, to tell
+# the application's latency from the storage's (`--p-commit async`, never
+# shipped), commits that do not wait for the WAL to reach the disk. libpq
+# reads PGOPTIONS, so every connection of P's (the chat writer's included)
+# gets it; a PostgreSQL crash may then lose the last acknowledged messages.
+P_COMMITS = {"durable": {}, "async": {"PGOPTIONS": "-c synchronous_commit=off"}}
 report = Report()
 
 
@@ -175,7 +182,7 @@ def server_env(database_url, redis_url, secret):
 class Stack:
     """Redis, a bench database, and the three servers."""
 
-    def __init__(self, rooms, orders, sql_settle=SQL_SETTLE, p_server=SHIPPED_SERVER):
+    def __init__(self, rooms, orders, sql_settle=SQL_SETTLE, p_server=SHIPPED_SERVER, p_commit="durable"):
         self.procs = []
         self.sql_settle = sql_settle
         redis_port = self.redis_port = free_port()
@@ -207,7 +214,7 @@ class Stack:
         port = free_port()
         self.targets["P"] = (
             loadgen.Target("P", f"ws://127.0.0.1:{port}", "product", rooms=self.rooms),
-            self.start(P_SERVERS[p_server] + [str(port)], port, "P"),
+            self.start(P_SERVERS[p_server] + [str(port)], port, "P", env=dict(self.env, **P_COMMITS[p_commit])),
         )
         # B for the REST row: the same application plus a plain JsonResponse
         # view (bench/urls.py), in a server of its own.
@@ -216,11 +223,11 @@ class Stack:
         self.plain = self.start(P_SERVERS[SHIPPED_SERVER] + [str(port)], port, "plain")
         self.env = env
 
-    def start(self, args, port, name):
+    def start(self, args, port, name, env=None):
         server = Server(
             args,
             port,
-            env=getattr(self, "env", None),
+            env=env or getattr(self, "env", None),
             log_path=ROOT / "artifacts" / f"bench-{name}.log",
             preexec_fn=pinned(SERVER_CPU),
         )
@@ -635,6 +642,12 @@ def main():
         "--p-server", choices=sorted(P_SERVERS), default=SHIPPED_SERVER, help="the server P runs on (default: shipped)"
     )
     parser.add_argument(
+        "--p-commit",
+        choices=sorted(P_COMMITS),
+        default="durable",
+        help="P's PostgreSQL commits: durable (shipped) or async (for comparison, see P_COMMITS)",
+    )
+    parser.add_argument(
         "--rows", default="1,2,3,4,5,6,7,sweep", help="the rows to measure, and `sweep` for the latency sweep"
     )
     args = parser.parse_args()
@@ -664,8 +677,9 @@ def main():
         orders=order_counts,
         sql_settle=QUICK_SQL_SETTLE if quick else SQL_SETTLE,
         p_server=args.p_server,
+        p_commit=args.p_commit,
     )
-    report.p_server = args.p_server
+    report.p_server, report.p_commit = args.p_server, args.p_commit
     status = "interrupted"
     try:
         report.machine = describe_machine(*stack.server_versions())
@@ -744,7 +758,8 @@ def main():
             from .plot import latency_plot  # matplotlib, a dev dependency, only once there is something to draw
 
             # docs/ holds the shipped configuration's plot only.
-            path = ARTIFACTS / "latency.png" if quick or args.p_server != SHIPPED_SERVER else PLOT
+            shipped = args.p_server == SHIPPED_SERVER and args.p_commit == "durable"
+            path = PLOT if shipped and not quick else ARTIFACTS / "latency.png"
             plot = latency_plot(report.sweep, path, report.machine_line(mode, reps))
             report.plot = str(plot.relative_to(ROOT))
         written = report.write(ARTIFACTS, mode, reps, names, status)

@@ -41,7 +41,7 @@ def test_bench_quick_prints_all_seven_rows_and_writes_its_results():
 
     results = json.loads((OUT / "results.json").read_text())
     assert (results["status"], results["mode"], results["repetitions"]) == ("ok", "quick", 1)
-    assert results["p_server"] == "uvicorn"
+    assert (results["p_server"], results["p_commit"]) == ("uvicorn", "durable")
     assert results["plot"] == "artifacts/bench/latency.png"
     machine = results["machine"]
     assert machine["cpu"] and machine["cores"] >= 1 and machine["ram_gib"] > 0 and machine["kernel"]
