@@ -20,7 +20,7 @@ import asyncio
 import logging
 
 import psycopg
-from django.db import DatabaseError, IntegrityError, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
 from django.db.models import Max
 
 from . import db, per_loop
@@ -46,6 +46,14 @@ class MessageWriter:
         self.pending = []  # [(order_id, user_id, text, future)], oldest first
         self.writing = None  # the task writing batches while any are pending
         self.connection = None  # PostgreSQL: the writer's own, opened on first use
+        # Django's description of the database (vendor, parameters, error
+        # mapping), made once and never connected. Django keeps a connection
+        # object per context, and each batch's task runs in a copy of its
+        # first sender's context: asking `django.db.connection` there made a
+        # new one per batch, a dozen objects in reference cycles each, which
+        # left to the garbage collector paused the worker 20-40 ms at a time
+        # at 500 messages/s (README, "Benchmarks").
+        self.database = connections.create_connection(DEFAULT_DB_ALIAS)
 
     async def store(self, order_id, user_id, text):
         future = asyncio.get_running_loop().create_future()
@@ -73,7 +81,7 @@ class MessageWriter:
         """Store [(order_id, user_id, text)]: a ChatMessage, or the exception
         that kept it out, for each. One message that cannot be stored (its
         order or user deleted meanwhile) does not keep the others out."""
-        insert = self.insert_postgresql if connection.vendor == "postgresql" else insert_orm
+        insert = self.insert_postgresql if self.database.vendor == "postgresql" else insert_orm
         try:
             return await insert(items)
         except IntegrityError:
@@ -94,10 +102,12 @@ class MessageWriter:
         db.fail_fast()
         try:
             # psycopg's errors raised as the ORM raises them (django.db.utils).
-            with connection.wrap_database_errors:
+            with self.database.wrap_database_errors:
                 async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
                     if self.connection is None or self.connection.closed:
-                        self.connection = await psycopg.AsyncConnection.connect(**connection_params(), autocommit=True)
+                        self.connection = await psycopg.AsyncConnection.connect(
+                            **self.connection_params(), autocommit=True
+                        )
                     cursor = await self.connection.execute(_STORE_BATCH, [orders, users, texts], prepare=True)
                     rows = await cursor.fetchall()
         except BaseException as error:
@@ -108,6 +118,13 @@ class MessageWriter:
             db.noticed(error)
             raise
         return numbered(items, rows)
+
+    def connection_params(self):
+        """Django's parameters for its PostgreSQL connection (the test
+        database under tests), for an async psycopg connection of our own."""
+        params = self.database.get_connection_params()
+        params.pop("cursor_factory")  # Django's cursor classes are sync ones
+        return params
 
     async def disconnect(self):
         if self.connection is not None:
@@ -123,14 +140,6 @@ class MessageWriter:
 
 def writer():
     return per_loop.get("chat-writer", MessageWriter, MessageWriter.close)
-
-
-def connection_params():
-    """Django's parameters for its PostgreSQL connection (the test database
-    under tests), for an async psycopg connection of our own."""
-    params = connections["default"].get_connection_params()
-    params.pop("cursor_factory")  # Django's cursor classes are sync ones
-    return params
 
 
 # The orders' rows are locked and the batch numbered and inserted in one

@@ -1,10 +1,12 @@
 """Batched chat writes (main/chat_store.py) against the real PostgreSQL."""
 
 import asyncio
+import gc
 import threading
 
 import pytest
 from django.db import IntegrityError, connection
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from main import chat_store, factories, models
 
@@ -129,3 +131,36 @@ def test_a_sender_told_of_a_failure_is_not_told_it_was_stored():
     fine, refused = asyncio.run(send())
     assert fine.seq == 1 and fine.pk is not None
     assert isinstance(refused, chat_store.OrderGone)
+
+
+def test_a_batch_makes_no_django_connection_object_of_its_own():
+    """Django keeps a connection object per context, and each batch's task
+    starts in a copy of its sender's context: the writer must not ask for
+    `django.db.connection` there, or every batch makes one (a reference cycle
+    left to the garbage collector, whose pauses then stall the chat)."""
+    customer = factories.UserFactory()
+    order = factories.OrderFactory(user=customer)
+
+    def connection_objects():
+        return sum(isinstance(o, BaseDatabaseWrapper) for o in gc.get_objects())
+
+    async def one_at_a_time(writer, count):
+        for n in range(count):  # each finds the writer idle: a new batch task each time
+            await writer.store(order.pk, customer.pk, f"message {n}")
+
+    async def run():
+        writer = chat_store.MessageWriter()
+        await one_at_a_time(writer, 1)  # the writer's own connection is open
+        gc.collect()
+        gc.disable()  # what a batch leaves behind stays countable
+        try:
+            before = connection_objects()
+            await one_at_a_time(writer, 20)
+            made = connection_objects() - before
+        finally:
+            gc.enable()
+            await writer.close()
+        return made
+
+    assert asyncio.run(run()) == 0
+    assert models.ChatMessage.objects.filter(order=order).count() == 21
