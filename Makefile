@@ -1,4 +1,4 @@
-# The two commands of the README:
+# The two commands of README.md:
 #   make demo   set up and run the demo on 127.0.0.1:8000 (SQLite, no Redis needed)
 #   make test   set up and run the test suite (PostgreSQL and Redis)
 PY := .venv/bin/python
@@ -28,7 +28,7 @@ lint:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 
-# The benchmark (README, "Benchmarks"): `make bench`, or `make bench BENCH_ARGS=--quick`.
+# The benchmark (docs/benchmarks.md): `make bench`, or `make bench BENCH_ARGS=--quick`.
 bench:
 	scripts/install --dev
 	scripts/ensure-services

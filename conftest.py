@@ -51,12 +51,12 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture
 async def close_loop_resources():
-    """What the test's event loop opened (main.per_loop: the chat writer's
+    """What the test's event loop opened (main.infra.per_loop: the chat writer's
     database connection, the Redis pools) is closed as the test ends, as a
     server's ASGI lifespan closes them; a database connection left open would
     keep the test database from being dropped."""
     yield
-    from main import per_loop
+    from main.infra import per_loop
 
     await per_loop.close_all()
 
@@ -66,7 +66,7 @@ def close_idle_loops_resources():
     """The same for a sync test that ran coroutines on a loop it keeps (the
     chapter's tests run theirs on the thread's default loop)."""
     yield
-    from main import per_loop
+    from main.infra import per_loop
 
     try:
         asyncio.get_running_loop()

@@ -1,12 +1,12 @@
-"""Our application on daphne, the server the workers ran on before uvicorn,
-for the bench's `--p-server daphne`: the same application, settings and
-garbage collection tuning as the shipped worker (booktime.serve), another
-server.
+"""Our application on daphne, for the bench's `--p-server daphne`: the same
+application, settings and garbage collection tuning as the shipped worker
+(booktime.serve), another server, to tell the application's cost from the
+server's.
 
     python -m bench.daphne_server --port 8101
 
 Bench only: no access log (daphne's would show query strings, tokens
-included) and no shutdown hook beyond runserver's (main.per_loop).
+included) and no shutdown hook beyond runserver's (main.infra.per_loop).
 """
 
 import argparse

@@ -125,15 +125,31 @@ class Client:
         self.reader.cancel()
 
 
-async def open_rooms(target, rooms, result, heartbeat=True, connect_concurrency=50):
-    gate = asyncio.Semaphore(connect_concurrency)
-    pairs = [(Client(target, r, 0, result, heartbeat), Client(target, r, 1, result, heartbeat)) for r in range(rooms)]
+async def open_all(clients, at_once, failed=None):
+    """Open every client (anything with an async open()), `at_once` handshakes
+    at a time; the ones that opened, in order. Without `failed(client,
+    error)`, a failure raises."""
+    gate = asyncio.Semaphore(at_once)
+    opened = []
 
-    async def opened(client):
+    async def open_one(client):
         async with gate:
-            await client.open()
+            try:
+                await client.open()
+            except Exception as error:
+                if failed is None:
+                    raise
+                failed(client, error)
+            else:
+                opened.append(client)
 
-    await asyncio.gather(*(opened(c) for pair in pairs for c in pair))
+    await asyncio.gather(*(open_one(client) for client in clients))
+    return opened
+
+
+async def open_rooms(target, rooms, result, heartbeat=True, connect_concurrency=50):
+    pairs = [(Client(target, r, 0, result, heartbeat), Client(target, r, 1, result, heartbeat)) for r in range(rooms)]
+    await open_all([c for pair in pairs for c in pair], connect_concurrency)
     return pairs
 
 

@@ -11,7 +11,7 @@ NAMES = {"P": "P (ours)", "B": "B (Channels tutorial)", "U": "U (websockets rela
 
 
 def latency_plot(sweep, path, caption):
-    """Draw `sweep` (bench.run's latency_sweep) to the PNG `path`. Points
+    """Draw `sweep` (bench.sweep.latency_sweep) to the PNG `path`. Points
     where a target lost messages, had a socket fail or was not offered the
     full rate are not drawn (their latencies mean nothing); the reasons each
     target stopped are listed under the plot with `caption`."""

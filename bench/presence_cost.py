@@ -2,10 +2,10 @@
 listing against the chapter's `KEYS customer-service_*` and parse, with N
 people present and U unrelated keys in the same database. A worker's live
 listing reads everyone once, then only the changes: its first read and a
-refresh after one arrival (what wakes a dashboard) are measured apart. Run by bench.run in a
-child process (Django set up on the bench's settings, REDIS_URL pointing at
-a database of the bench's own Redis that nothing else uses); prints one JSON
-object per case.
+refresh after one arrival (what wakes a dashboard) are measured apart. Run
+by bench.presence_rows in a child process (Django set up on the bench's
+settings, REDIS_URL pointing at a database of the bench's own Redis that
+nothing else uses); prints one JSON object per case.
 
     python -m bench.presence_cost --present 1000 --unrelated 0,10000
 """
@@ -24,14 +24,15 @@ import redis  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from main import presence  # noqa: E402
-from main.redis_pool import close_redis, get_redis  # noqa: E402
+from main.infra.redis_client import close_redis, get_redis  # noqa: E402
+from main.presence import redis_store  # noqa: E402
 
 CHUNK = 5000
 
 
 def populate(client, present, unrelated):
     client.flushdb()
-    expiry, info, _, _ = presence._keys()
+    expiry, info, _, _ = redis_store.keys()
     now = time.time()
     for start in range(0, unrelated, CHUNK):
         pipe = client.pipeline(transaction=False)
@@ -43,7 +44,7 @@ def populate(client, present, unrelated):
         members = {}
         for i in range(start, min(present, start + CHUNK)):
             order_id, email = i // 2, f"user{i}@example.com"
-            member = presence._member(order_id, email)
+            member = redis_store.member(order_id, email)
             members[member] = now + 600  # present for the whole measurement
             pipe.hset(info, member, f"{i % 2}:{now:.6f}")
             pipe.set(f"customer-service_{order_id}_{email}", "1", ex=600)  # the chapter's key per person

@@ -12,7 +12,8 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness.servers import ROOT
+
 ARTIFACTS = ROOT / "artifacts" / "bench"
 HEADER = "| row | P | B | U | unit | P/B | P/U | better |\n|---|---|---|---|---|---|---|---|"
 # The packages the figures depend on, as installed (the servers run on the

@@ -8,10 +8,10 @@ a long day needs.
 It starts its own Redis (free port), prepares its database
 (BENCH_DATABASE_URL, default booktime_soak) and one worker,
 `python -m booktime.serve` with production settings (DEBUG off, the shipped
-limits), pinned to CPU 0 while this load generator runs on CPU 1 (bench.run's
-machinery). Each chat has its customer on v2 (`booktime.chat.v2`) with a
-token, the customer's phone on v1 with a token, and employees on v2 with
-theirs (employees are shared between chats). Every socket heartbeats every
+limits), pinned to CPU 0 while this load generator runs on CPU 1
+(bench.stack.SoakStack, bench.machine). Each chat has its customer on v2
+(`booktime.chat.v2`) with a token, the customer's phone on v1 with a token,
+and employees on v2 with theirs (employees are shared between chats). Every socket heartbeats every
 10 s (the slowest docs/protocol.md allows), staggered; a share of the chats
 chat, a message every few seconds, customer and employee alternating. An
 employee's dashboard stream (`/customer-service/notify/?format=v2`) is open
@@ -28,7 +28,8 @@ violation:
 - an error: a failed connection, a socket closed by the server, an `error`
   event, a traceback, over-capacity, ERROR or WARNING line in the server log;
 - a presence flap: a (chat, user) whose sockets keep heartbeating that leaves
-  the dashboard, or comes back with a new `since` (it expired in between);
+  the dashboard, or comes back with a new `since` (it expired in between;
+  bench.presence_flaps judges);
 - memory growth after warm-up (see RSS_SLOPE_TOLERANCE_MB).
 """
 
@@ -37,29 +38,26 @@ import asyncio
 import collections
 import contextlib
 import json
-import os
 import random
-import re
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import aiohttp
-import psycopg
-import redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from . import run
-from .loadgen import HEARTBEAT, percentile
+from harness.servers import ROOT
+from main.chat.protocol import V2_SUBPROTOCOL as V2
 
-V2 = "booktime.chat.v2"
+from .loadgen import HEARTBEAT, open_all, percentile
+from .machine import LOADGEN_CPU, SERVER_CPU, cpu_busy_seconds, cpu_seconds, pinned, rss_kb, tcp_to
+from .presence_flaps import PresenceWatch
+from .stack import SoakStack
+
 HEARTBEAT_SECONDS = 10.0  # docs/protocol.md: every 5-10 s; the soak takes the slowest
-# Handshakes in flight while the sockets connect (a storm, as after a worker
-# restart; bench.run's idle row opens its sockets the same way). daphne drops
-# a handshake not answered within 5 s (its --websocket_connect_timeout).
+# Handshakes in flight while the sockets connect: a storm, as after a worker
+# restart (bench.run's row 3 opens its sockets the same way).
 CONNECT_AT_ONCE = 100
 RSS_SAMPLE_SECONDS = 2.0
 DRAIN_SECONDS = 30.0  # for the last messages to arrive everywhere
@@ -69,58 +67,14 @@ DRAIN_SECONDS = 30.0  # for the last messages to arrive everywhere
 # a WARNING says the figures (latency above all) are not the product's alone.
 CONTENDED_SHARE = 0.25
 # Memory after warm-up may grow by at most this much per minute (least-squares
-# slope of VmRSS over the steady window). A leak of 100 bytes per heartbeat
-# (200/s at the default size) or 1 KB per message (20/s) is about 1.2 MB a
-# minute; the noise of a healthy worker (allocator arenas, a GC cycle) over a
-# 2.5-minute window is well under 1 MB a minute in our runs. A window shorter
-# than RSS_JUDGED_AFTER (the quick mode) is reported, not judged.
+# slope of VmRSS over the steady window): above a healthy worker's noise
+# (allocator arenas, a GC cycle), below a leak of 100 bytes a heartbeat or
+# 1 KB a message at the default load. A window shorter than RSS_JUDGED_AFTER
+# (the quick mode) is reported, not judged.
 RSS_SLOPE_TOLERANCE_MB = 1.0
 RSS_JUDGED_AFTER = 60.0
+# Entries of the worker's log that fail the soak: stricter than the bench's.
 LOG_PROBLEMS = ("over capacity", "Traceback", " ERROR ", " WARNING ", " CRITICAL ")
-DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/booktime_soak"
-
-
-class Stack(run.Stack):
-    """bench.run's stack with only what the soak needs: Redis, the database
-    and one worker of the shipped application with its production limits."""
-
-    def __init__(self, chats, agents):
-        self.procs = []
-        self.redis_port = run.free_port()
-        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
-        self.redis_server = self.start(run.redis_args(self.redis_port), self.redis_port, "redis")
-        self.database_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE)
-        self.env = run.server_env(self.database_url, self.redis_url, "soak-only")
-        self.redis = redis.Redis(port=self.redis_port)
-        self.create_database()
-        manage = [sys.executable, "manage.py", "bench_data", "--rooms", str(chats), "--orders", ""]
-        subprocess.run(manage + ["--agents", str(agents)], cwd=run.ROOT, env=self.env, check=True, capture_output=True)
-        self.rooms = json.loads((run.ROOT / "artifacts" / "bench-rooms.json").read_text())
-        self.agents = json.loads((run.ROOT / "artifacts" / "bench-agents.json").read_text())
-        port = run.free_port()
-        serve = [sys.executable, "-m", "booktime.serve", "-b", "127.0.0.1", "-v", "0", "-p", str(port)]
-        self.server = self.start(serve + ["booktime.asgi:application"], port, "P")
-
-    def start(self, args, port, name):
-        server = run.Server(
-            args,
-            port,
-            env=getattr(self, "env", None),
-            log_path=run.ROOT / "artifacts" / f"soak-{name}.log",
-            preexec_fn=run.pinned(run.SERVER_CPU),
-        )
-        self.procs.append(server)
-        return server
-
-    def sql(self, query, args=()):
-        with psycopg.connect(self.database_url.replace("postgres://", "postgresql://"), autocommit=True) as conn:
-            return conn.execute(query, args).fetchall()
-
-    def log_problems(self):
-        """Problem entries in the worker's log (a line, or a traceback with
-        the line that announced it)."""
-        entries = re.split(r"\n(?=\d{4}-\d\d-\d\d )", self.server.log())
-        return [entry.strip().splitlines()[0] for entry in entries if any(s in entry for s in LOG_PROBLEMS)]
 
 
 @dataclass
@@ -206,45 +160,9 @@ class Sock:
         await self.reader
 
 
-@dataclass
-class Presence:
-    """What the dashboard stream showed: flaps of members whose sockets keep
-    heartbeating."""
-
-    judging: bool = True
-    events: int = 0
-    last: dict = field(default_factory=dict)  # (order id, email) -> since, in the last event
-    ever: set = field(default_factory=set)
-    gone: collections.Counter = field(default_factory=collections.Counter)  # by role
-    restarted: collections.Counter = field(default_factory=collections.Counter)
-    gone_at: dict = field(default_factory=dict)
-    gaps: list = field(default_factory=list)  # seconds a member was missing
-    flaps: list = field(default_factory=list)  # (loop time, role, "gone" | "restarted")
-    max_event_bytes: int = 0
-
-    def event(self, data, now):
-        self.events += 1
-        current = {(c["order_id"], p["email"]): p["since"] for c in data["chats"] for p in c["present"]}
-        if self.judging:
-            for member in self.last.keys() - current.keys():
-                self.gone[role(member)] += 1
-                self.gone_at[member] = now
-                self.flaps.append((now, role(member), "gone"))
-            for member, since in current.items():
-                if member in self.gone_at:
-                    self.gaps.append(now - self.gone_at.pop(member))
-                elif member in self.last and self.last[member] != since:
-                    self.restarted[role(member)] += 1
-                    self.flaps.append((now, role(member), "restarted"))
-        self.last = current
-        self.ever.update(current)
-
-
-def role(member):
-    return "employee" if member[1].startswith("bench-agent") else "customer"
-
-
 class Soak:
+    """One soak run: its sockets and their chats, what each received, and the checks."""
+
     def __init__(self, stack, args):
         self.stack, self.args = stack, args
         self.errors = collections.defaultdict(list)  # kind -> descriptions
@@ -252,7 +170,7 @@ class Soak:
         self.latencies = []
         self.deliveries = 0  # to sockets other than the sender
         self.sent = {}  # text -> Sent
-        self.presence = Presence()
+        self.presence = PresenceWatch()
         self.progress = asyncio.Event()  # set on each delivery
         self.series = collections.defaultdict(list)  # for artifacts/soak-series.json
         self.chats = []
@@ -351,14 +269,14 @@ class Soak:
 
     def others(self):
         """Seconds CPU 0 has spent on anything but the worker and its Redis."""
-        ours = sum(run.cpu_seconds(server.process.pid) for server in (self.stack.server, self.stack.redis_server))
-        return cpu_busy_seconds(run.SERVER_CPU) - ours
+        ours = sum(cpu_seconds(server.process.pid) for server in (self.stack.server, self.stack.redis_server))
+        return cpu_busy_seconds(SERVER_CPU) - ours
 
     async def sample(self, samples):
         pid = self.stack.server.process.pid
         loop = asyncio.get_running_loop()
         while True:
-            samples.append((loop.time(), run.rss_kb(pid), run.cpu_seconds(pid), self.others()))
+            samples.append((loop.time(), rss_kb(pid), cpu_seconds(pid), self.others()))
             await asyncio.sleep(RSS_SAMPLE_SECONDS)
 
     async def run(self):
@@ -372,20 +290,13 @@ class Soak:
         is_open = asyncio.create_task(self.dashboard_open.wait())
         await asyncio.wait([dashboard, is_open], timeout=30, return_when=asyncio.FIRST_COMPLETED)
         is_open.cancel()
-        gate = asyncio.Semaphore(args.connect_at_once)
-        opened = set()
 
-        async def open_one(sock):
-            async with gate:
-                try:
-                    await sock.open()
-                    opened.add(sock)
-                except Exception as exc:
-                    self.error("connect", f"{sock}: {type(exc).__name__}: {exc}")
+        def failed(sock, error):
+            self.error("connect", f"{sock}: {type(error).__name__}: {error}")
 
-        cpu0, t0 = run.cpu_seconds(pid), loop.time()
-        await asyncio.gather(*(open_one(s) for s in socks))
-        t1, cpu1 = loop.time(), run.cpu_seconds(pid)
+        cpu0, t0 = cpu_seconds(pid), loop.time()
+        opened = set(await open_all(socks, args.connect_at_once, failed))
+        t1, cpu1 = loop.time(), cpu_seconds(pid)
         self.figure("connect", f"{len(opened)} of {len(socks)} sockets in {t1 - t0:.1f} s")
         cpu = 100 * (cpu1 - cpu0) / (t1 - t0)
         self.figure("connect", f"{len(opened) / (t1 - t0):.0f} sockets/s, server CPU {cpu:.0f}% of one core")
@@ -394,10 +305,10 @@ class Soak:
         chatting = random.sample(range(args.chats), round(args.chatting * args.chats))
         talkers = [asyncio.create_task(self.chatting(c, end, opened)) for c in chatting]
         await asyncio.sleep(max(0.0, warm_end - loop.time()))
-        steady = (loop.time(), run.cpu_seconds(pid), self.heartbeats, len(self.sent), self.deliveries, self.others())
+        steady = (loop.time(), cpu_seconds(pid), self.heartbeats, len(self.sent), self.deliveries, self.others())
         await asyncio.sleep(max(0.0, end - loop.time()))
-        finish = (loop.time(), run.cpu_seconds(pid), self.heartbeats, len(self.sent), self.deliveries, self.others())
-        redis_conns = run.tcp_to(self.stack.redis_port, pid)
+        finish = (loop.time(), cpu_seconds(pid), self.heartbeats, len(self.sent), self.deliveries, self.others())
+        redis_conns = tcp_to(self.stack.redis_port, pid)
         redis_clients = self.stack.redis.info("clients")["connected_clients"]
         await asyncio.gather(*talkers)
         await self.drain(opened)
@@ -428,7 +339,10 @@ class Soak:
             top = 1000 * max(latencies or [float("nan")])
             self.figure("latency", f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {top:.1f} ms {label}")
         self.check_messages(opened)
-        self.report_presence(present_at_end, (("in the connect storm", t0, t1),) + phases)
+        members = {(order_id, s.email) for order_id, socks in self.chats for s in socks}
+        phases = (("in the connect storm", t0, t1),) + phases
+        for problem in self.presence.report(members, present_at_end, phases, self.figure):
+            self.error("presence", problem)
         self.report_memory(samples, warm_end)
         self.save_series(t0, t1, warm_end, end, samples)
         return opened
@@ -445,9 +359,9 @@ class Soak:
             "latency": [(at - t0, latency) for at, latency in self.series["latency"]],
             "flaps": [(t - t0, who, kind) for t, who, kind in self.presence.flaps],
         }
-        path = run.ROOT / "artifacts" / "soak-series.json"
+        path = ROOT / "artifacts" / "soak-series.json"
         path.write_text(json.dumps(series))
-        self.figure("series", f"{path.relative_to(run.ROOT)}")
+        self.figure("series", f"{path.relative_to(ROOT)}")
 
     async def drain(self, opened):
         """Wait until every socket has every message of its chat (or the timeout)."""
@@ -510,34 +424,6 @@ class Soak:
         counts = f"{lost} lost, {duplicated} duplicated, {unconfirmed} unconfirmed"
         self.figure("check", f"{counts} of {deliveries} deliveries (every socket of the chat, the sender too)")
 
-    def report_presence(self, present_at_end, phases):
-        p = self.presence
-        members = {(order_id, s.email) for order_id, socks in self.chats for s in socks}
-        expected_count = len(members)
-        ever = len(p.ever & members)
-        self.figure(
-            "presence",
-            f"{p.events} dashboard events (largest {p.max_event_bytes / 1024:.0f} KB); "
-            f"{ever} of {expected_count} (chat, user) arrived, {len(present_at_end)} present at the end",
-        )
-        for kind in ("customer", "employee"):
-            self.figure(
-                "presence flaps",
-                f"{kind}s: {p.gone[kind]} left the dashboard while heartbeating, "
-                f"{p.restarted[kind]} came back with a new since (expired between two events)",
-            )
-        for label, start, stop in phases:
-            flaps = collections.Counter(who for t, who, _ in p.flaps if start <= t < stop)
-            self.figure("presence flaps", f"{flaps['customer']} customer, {flaps['employee']} employee {label}")
-        if p.gaps:
-            gaps = f"p50 {1000 * percentile(p.gaps, 0.5):.0f} ms, max {1000 * max(p.gaps):.0f} ms"
-            self.figure("presence flaps", f"gone from the dashboard for {gaps}")
-        flaps = sum(p.gone.values()) + sum(p.restarted.values())
-        if flaps:
-            self.error("presence", f"{flaps} flaps while heartbeating every {HEARTBEAT_SECONDS:.0f} s")
-        if ever < expected_count or len(present_at_end) < expected_count:
-            self.error("presence", f"{ever} arrived, {len(present_at_end)} present at the end, of {expected_count}")
-
     def report_memory(self, samples, warm_end):
         after = [(t, rss) for t, rss, _, _ in samples if t >= warm_end]
         if len(after) < 2:
@@ -559,15 +445,6 @@ class Soak:
 
     def figure(self, what, text):
         print(f"{what}: {text}", flush=True)
-
-
-def cpu_busy_seconds(cpu):
-    """Seconds CPU `cpu` has been busy (not idle or waiting for I/O), from /proc/stat."""
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith(f"cpu{cpu} "):
-            ticks = [int(v) for v in line.split()[1:]]
-            return (sum(ticks) - ticks[3] - ticks[4]) / run.CLK_TCK
-    return 0.0
 
 
 def slope_per_second(points):
@@ -600,10 +477,9 @@ def main():
     employees_per_chat = len([s for s in range(per_chat) if s not in (0, 2)])
     agents = max(employees_per_chat, args.chats // 25, 1)
 
-    run.pinned(run.LOADGEN_CPU)()
-    run.raise_file_limit()
+    pinned(LOADGEN_CPU)()
     started = time.monotonic()
-    stack = Stack(args.chats, agents)
+    stack = SoakStack(args.chats, agents)
     try:
         print(
             f"soak: {args.sockets} sockets in {args.chats} chats ({per_chat} each: the customer on v2 and on v1, "
@@ -617,14 +493,14 @@ def main():
         soak.first_id = stack.sql("SELECT coalesce(max(id), 0) FROM main_chatmessage")[0][0]
         asyncio.run(soak.run())
         time.sleep(1.0)  # the server's disconnects logged
-        for problem in stack.log_problems():
-            soak.error("server log", f"{stack.server.log_path.name}: {problem}")
+        for entry in stack.new_problems(stack.server, LOG_PROBLEMS):
+            soak.error("server log", f"{stack.server.log_path.name}: {entry.strip().splitlines()[0]}")
     finally:
         stack.stop()
     if soak.errors:
-        path = run.ROOT / "artifacts" / "soak-problems.txt"
+        path = ROOT / "artifacts" / "soak-problems.txt"
         path.write_text("".join(f"{kind}: {text}\n" for kind, texts in soak.errors.items() for text in texts))
-        print(f"FAIL: {sum(map(len, soak.errors.values()))} problems (all in {path.relative_to(run.ROOT)})", flush=True)
+        print(f"FAIL: {sum(map(len, soak.errors.values()))} problems (all in {path.relative_to(ROOT)})", flush=True)
         for kind, texts in soak.errors.items():
             print(f"  {kind}: {len(texts)}, e.g. " + " | ".join(texts[:3]), flush=True)
         sys.exit(1)

@@ -1,6 +1,6 @@
 """Run a production worker: our application on uvicorn (uvloop, httptools,
 the `websockets` package's sans-I/O protocol), the server the bench measured
-fastest (README, "Which server").
+fastest (docs/benchmarks.md, "Which server").
 
     python -m booktime.serve -b 127.0.0.1 -p 8101
 
@@ -62,13 +62,11 @@ def main(argv=None):
 
 
 # Python's cyclic garbage collector scans every object it tracks in a full
-# collection, and a worker holding thousands of sockets tracks millions: at
-# 5,000 sockets each full collection stopped the event loop for about 0.6 s,
-# and a connect storm ran a dozen of them (a sixth of the storm's time).
-# Objects made while the server starts are frozen out of the scans, the
-# youngest generation is collected ~70x less often and the others rarely.
-# Garbage without cycles is freed at once as ever; cyclic garbage waits a
-# little longer.
+# collection, and a worker holding thousands of sockets tracks millions, so
+# each full collection stops the event loop for a long moment. Objects made
+# while the server starts are frozen out of the scans, and collections run
+# far less often. Garbage without cycles is freed at once as ever; cyclic
+# garbage waits a little longer.
 GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults: (700, 10, 10)
 
 

@@ -1,7 +1,7 @@
 """BookTime settings, read from the environment (12-factor).
 
 Every variable is optional; unset, the project runs on the embedded defaults
-(a SQLite file and an in-process channel layer). See README.md, "Configuration".
+(a SQLite file and an in-process channel layer). See docs/configuration.md.
 """
 
 from pathlib import Path
@@ -63,7 +63,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "booktime.middleware.OneThreadBelow",
+    "main.infra.middleware.OneThreadBelow",
 ]
 
 ROOT_URLCONF = "booktime.urls"
@@ -71,7 +71,7 @@ ROOT_URLCONF = "booktime.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "main" / "web" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -84,7 +84,7 @@ TEMPLATES = [
 ]
 
 WSGI_APPLICATION = "booktime.wsgi.application"
-ASGI_APPLICATION = "booktime.routing.application"
+ASGI_APPLICATION = "booktime.asgi.application"
 
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
@@ -131,6 +131,7 @@ STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 # folders, so no collectstatic step is needed; a reverse proxy may serve
 # STATIC_ROOT instead after `manage.py collectstatic`.
 WHITENOISE_USE_FINDERS = True
+STATICFILES_DIRS = [BASE_DIR / "main" / "web" / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
 # Uploaded media (product images) are served by the app in DEBUG or when
@@ -144,37 +145,32 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env.str("REDIS_URL", default="")
 CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="pubsub")
 if REDIS_URL:
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
     CHANNEL_LAYER_CONFIGS = {
-        # The default, chosen by measurement (README, "Benchmarks"): messages
+        # The default, chosen by measurement (docs/benchmarks.md): messages
         # are pushed to one subscription per process rather than popped from
-        # a list per socket, about three times the chat's throughput. A group
-        # lives as long as its subscription (no group expiry, no capacity); a
-        # broken subscription closes the chat sockets, which resume.
+        # a list per socket. A group lives as long as its subscription (no
+        # group expiry, no capacity); a broken subscription closes the chat
+        # sockets, which resume.
         "pubsub": {
-            "BACKEND": "booktime.channel_layer.PubSubChannelLayer",
+            "BACKEND": "main.infra.channel_layer.PubSubChannelLayer",
             "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2}]},
         },
         # channels_redis's list-based layer, with a pool that waits rather
         # than fails when busy.
         "redis": {
-            "BACKEND": "booktime.channel_layer.WaitingRedisChannelLayer",
+            "BACKEND": "main.infra.channel_layer.WaitingRedisChannelLayer",
             "CONFIG": {
                 # redis-py 8 defaults socket_timeout to 5 s, which races the
                 # layer's 5 s blocking pop: no socket timeout on the layer's
-                # own connections, and a pool size we chose.
-                # One retry on a fresh connection: after a Redis restart the
-                # pooled ones are dead, and without it the first command on
-                # each fails (a handshake refused, a stored message's fan-out).
+                # own connections, and a pool size we chose. (The layer's pool
+                # also retries a command once on a fresh connection, as every
+                # Redis pool of ours does: main/infra/redis_client.py.)
                 "hosts": [
                     {
                         "address": REDIS_URL,
                         "socket_timeout": None,
                         "socket_connect_timeout": 2,
                         "max_connections": 50,
-                        "retry": Retry(NoBackoff(), 1),
                     }
                 ],
                 "capacity": env.int("CHANNEL_CAPACITY", default=1000),
@@ -192,8 +188,8 @@ else:
 # Mobile API ------------------------------------------------------------------
 
 # The courier's shipment-tracking API, proxied by the order tracker
-# (main/courier.py): GET <COURIER_API_URL>track/<order_id>. `make demo` runs a
-# local stand-in on port 8001 (main/courier_standin.py).
+# (main/tracker/courier.py): GET <COURIER_API_URL>track/<order_id>. `make demo`
+# runs a local stand-in on port 8001 (main/tracker/standin.py).
 COURIER_API_URL = env.str("COURIER_API_URL", default="http://127.0.0.1:8001/")
 COURIER_API_TIMEOUT = env.float("COURIER_API_TIMEOUT", default=5.0)
 COURIER_API_KEY = env.str("COURIER_API_KEY", default="")  # sent as a Bearer token when set
@@ -218,11 +214,11 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": (
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "main.api_auth.ThrottledBasicAuthentication",
+        "main.infra.throttles.ThrottledBasicAuthentication",
     ),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "main.endpoints.exception_handler",
-    # Login attempts per client IP address (see README, "Mobile API").
+    "EXCEPTION_HANDLER": "main.api.errors.exception_handler",
+    # Login attempts per client IP address (docs/mobile-api.md, "Login throttle").
     "DEFAULT_THROTTLE_RATES": {"mobile-login": env.str("MOBILE_LOGIN_RATE", default="10/min")},
     # 0: the throttle counts by the connecting address and ignores
     # X-Forwarded-For, which a client can forge. Behind nginx, set it to 1.
@@ -238,10 +234,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "PREPROCESSING_HOOKS": ["main.endpoints.only_mobile_api"],
+    "PREPROCESSING_HOOKS": ["main.api.schema.only_mobile_api"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "main.endpoints.add_tracker_to_schema",
+        "main.api.schema.add_tracker_to_schema",
     ],
 }
 
@@ -249,7 +245,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"no_query_strings": {"()": "booktime.logsafe.StripQueryStrings"}},
+    "filters": {"no_query_strings": {"()": "main.infra.logsafe.StripQueryStrings"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["no_query_strings"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
@@ -261,10 +257,10 @@ LOGGING = {
 }
 
 # Presence
-# Who is in which order chat (main/presence.py): in Redis under this prefix
+# Who is in which order chat (main/presence/): in Redis under this prefix
 # when REDIS_URL is set, in this process otherwise.
 PRESENCE_KEY_PREFIX = env.str("PRESENCE_KEY_PREFIX", default="booktime:presence:")
-# The dashboard's event stream (main.consumers.ChatNotifyConsumer): a comment
+# The dashboard's event stream (main/dashboard/consumer.py): a comment
 # line this often keeps proxies from closing an idle stream; a stream ends
 # after SSE_MAX_SECONDS (the browser reconnects, and authorisation is checked
 # again).

@@ -3,7 +3,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
-from django.db import models, transaction
+from django.db import models
 
 EMPLOYEES_GROUP = "Employees"
 DISPATCHERS_GROUP = "Dispatchers"
@@ -230,13 +230,10 @@ class OrderLine(models.Model):
 
 class ChatMessage(models.Model):
     """One line of an order's customer-service chat, stored before it is sent
-    to anyone (see main/chat.py).
-
-    `seq` numbers an order's messages 1, 2, 3... with no gaps, in the order
-    they were committed: it is given under a lock on the order's row, in the
-    transaction that stores the message (save() does it when it is not set),
-    so a client that has every number up to n has everything up to n, and
-    resumes from there. Within an order, ids follow the same order."""
+    to anyone. `seq` numbers an order's messages 1, 2, 3... with no gaps, in
+    the order they were stored, so a client that has every number up to n
+    has everything up to n; within an order, ids follow the same order.
+    Messages are stored, and numbered, by main.chat.store only."""
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="chat_messages")
     seq = models.PositiveBigIntegerField()
@@ -251,23 +248,6 @@ class ChatMessage(models.Model):
 
     def __str__(self):
         return f"Chat message {self.pk} in order {self.order_id}"
-
-    def save(self, *args, **kwargs):
-        if self.seq is None and self._state.adding:
-            with transaction.atomic(using=kwargs.get("using")):
-                self.seq = self.next_seq(self.order_id)
-                super().save(*args, **kwargs)
-            return
-        super().save(*args, **kwargs)
-
-    @classmethod
-    def next_seq(cls, order_id):
-        """The next number in an order's chat. Call it inside a transaction
-        that then stores the message: the order's row stays locked until that
-        transaction ends, so the next sender waits and counts this message."""
-        list(Order.objects.select_for_update().filter(pk=order_id).values_list("pk", flat=True))
-        latest = cls.objects.filter(order_id=order_id).aggregate(latest=models.Max("seq"))["latest"]
-        return (latest or 0) + 1
 
 
 class ChatReadMarker(models.Model):

@@ -1,21 +1,21 @@
+"""The consumers' routes (the chapter's main.routing); booktime.asgi wires them in."""
+
 from django.urls import path
 
-from booktime.auth import TokenAuthMiddlewareStack
-
-from . import consumers
+from .chat.consumer import ChatConsumer
+from .dashboard.consumer import ChatNotifyConsumer
+from .infra.auth import TokenAuthMiddlewareStack
+from .tracker.consumer import OrderTrackerConsumer
 
 http_urlpatterns = [
-    path(
-        "customer-service/notify/",
-        TokenAuthMiddlewareStack(consumers.ChatNotifyConsumer.as_asgi()),
-    ),
+    path("customer-service/notify/", TokenAuthMiddlewareStack(ChatNotifyConsumer.as_asgi())),
     path(
         "mobile-api/my-orders/<int:order_id>/tracker/",
         # The tracker checks the token itself, with the order's owner.
-        TokenAuthMiddlewareStack(consumers.OrderTrackerConsumer.as_asgi(), check_token=False),
+        TokenAuthMiddlewareStack(OrderTrackerConsumer.as_asgi(), check_token=False),
     ),
 ]
 
 websocket_urlpatterns = [
-    path("ws/customer-service/<int:order_id>/", consumers.ChatConsumer.as_asgi()),
+    path("ws/customer-service/<int:order_id>/", ChatConsumer.as_asgi()),
 ]

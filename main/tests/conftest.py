@@ -1,9 +1,13 @@
+import asyncio
 import gc
 import os
+import uuid
 
 import pytest
 
-from . import servers
+from harness import servers
+
+from . import browsing
 
 
 @pytest.fixture(autouse=True)
@@ -20,6 +24,38 @@ def _no_presence_left_over():
 
 
 @pytest.fixture
+def prefix(settings):
+    """A key prefix of this test's own; its two keys are deleted afterwards."""
+    settings.PRESENCE_KEY_PREFIX = f"test:presence:{uuid.uuid4().hex}:"
+    yield settings.PRESENCE_KEY_PREFIX
+    if settings.REDIS_URL:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+
+        async def cleanup():
+            await client.delete(*(f"{settings.PRESENCE_KEY_PREFIX}{k}" for k in ("expiry", "info", "log")))
+            await client.aclose()
+
+        asyncio.run(cleanup())
+
+
+@pytest.fixture
+async def close_pool():
+    """Close this test loop's Redis pool, and the database connection that
+    database_sync_to_async opened in its thread (it would hold the test
+    database open)."""
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    from main.infra import redis_client
+
+    yield
+    await redis_client.close_redis()
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture
 def people(db):
     """A customer with an order, an employee, and another customer."""
     from main import factories
@@ -29,6 +65,20 @@ def people(db):
     agent = factories.EmployeeFactory(email="agent@booktime.domain", first_name="Adam", last_name="Ford")
     other = factories.UserFactory(email="other@example.com")
     return customer, order, agent, other
+
+
+@pytest.fixture
+def throwaway_redis():
+    started = []
+
+    def start():
+        server = servers.RedisServer()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture
@@ -69,10 +119,6 @@ def _chapter_sync_orm_in_coroutine(request, monkeypatch):
         yield
 
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's chromium: never a downloaded browser
-ARTIFACTS = servers.ROOT / "artifacts"
-
-
 @pytest.fixture(scope="module")
 def browser():
     """Headless Debian chromium driven by Playwright (sync API: use it from
@@ -87,7 +133,7 @@ def browser():
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
+            executable_path=browsing.CHROMIUM,
             headless=True,
             args=[
                 "--no-sandbox",
@@ -105,22 +151,3 @@ def browser():
         del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
     else:
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
-
-def browser_login(browser, server, email, password="abcabcabc"):
-    """A new browser context logged in through the real login page."""
-    context = browser.new_context(viewport={"width": 1100, "height": 800})
-    page = context.new_page()
-    page.goto(f"{server.url}/login/")
-    page.fill("#id_username", email)
-    page.fill("#id_password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{server.url}/")
-    return context, page
-
-
-def screenshot(page, name):
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path

@@ -3,8 +3,6 @@ our app in a production worker and the courier stand-in, both on loopback."""
 
 import asyncio
 import json
-import os
-import sys
 import time
 from dataclasses import dataclass
 
@@ -12,7 +10,7 @@ import aiohttp
 import pytest
 from django.core.cache import cache
 
-from . import servers
+from harness import servers
 
 COURIER_TIMEOUT = 1.5  # the test app's COURIER_API_TIMEOUT
 LOGIN_RATE = 5  # the test app's login attempts per minute
@@ -46,13 +44,6 @@ def fetch(method, url, timeout=15, **kwargs):
     return asyncio.run(go())
 
 
-def start_standin():
-    port = servers.free_port()
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="booktime.settings_test", PYTHONUNBUFFERED="1")
-    args = [sys.executable, "manage.py", "run_courier_standin", "--port", str(port)]
-    return servers.Server(args, port, env=env)
-
-
 def configure(standin, **changes):
     """Change the stand-in's behaviour (see main/courier_standin.py)."""
     answer = fetch("POST", f"{standin.url}/control", json=changes)
@@ -75,7 +66,7 @@ def reset_login_throttle():
 
 @pytest.fixture(scope="module")
 def standin():
-    server = start_standin()
+    server = servers.courier_standin()
     yield server
     server.stop()
 

@@ -1,9 +1,9 @@
 """`manage.py run_courier_standin --port 8001`: the courier stand-in (see
-main/courier_standin.py), so the order tracker works offline."""
+main/tracker/standin.py), so the order tracker works offline."""
 
 from django.core.management.base import BaseCommand
 
-from main import courier_standin
+from main.tracker import standin as courier_standin
 
 
 class Command(BaseCommand):

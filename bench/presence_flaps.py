@@ -1,0 +1,79 @@
+"""The soak's presence judge: what an employee's dashboard stream showed
+while every socket kept heartbeating. A (chat, user) that leaves the
+dashboard, or comes back with a new `since` (it expired in between), is a
+flap: presence failing the people it describes."""
+
+import collections
+from dataclasses import dataclass, field
+
+from .loadgen import percentile
+
+
+def role(member):
+    """A member's role, from its email (bench_data's employees are bench-agent*)."""
+    return "employee" if member[1].startswith("bench-agent") else "customer"
+
+
+@dataclass
+class PresenceWatch:
+    """The dashboard's events, judged while `judging`."""
+
+    judging: bool = True
+    events: int = 0
+    last: dict = field(default_factory=dict)  # (order id, email) -> since, in the last event
+    ever: set = field(default_factory=set)
+    gone: collections.Counter = field(default_factory=collections.Counter)  # by role
+    restarted: collections.Counter = field(default_factory=collections.Counter)
+    gone_at: dict = field(default_factory=dict)
+    gaps: list = field(default_factory=list)  # seconds a member was missing
+    flaps: list = field(default_factory=list)  # (loop time, role, "gone" | "restarted")
+    max_event_bytes: int = 0
+
+    def event(self, data, now):
+        """One dashboard event (everyone present) at loop time `now`."""
+        self.events += 1
+        current = {(c["order_id"], p["email"]): p["since"] for c in data["chats"] for p in c["present"]}
+        if self.judging:
+            for member in self.last.keys() - current.keys():
+                self.gone[role(member)] += 1
+                self.gone_at[member] = now
+                self.flaps.append((now, role(member), "gone"))
+            for member, since in current.items():
+                if member in self.gone_at:
+                    self.gaps.append(now - self.gone_at.pop(member))
+                elif member in self.last and self.last[member] != since:
+                    self.restarted[role(member)] += 1
+                    self.flaps.append((now, role(member), "restarted"))
+        self.last = current
+        self.ever.update(current)
+
+    def report(self, members, present_at_end, phases, figure):
+        """Print the figures with `figure(what, text)`, over `phases` ((label,
+        start, stop) in loop time); answers the problems: any flap, and any
+        of `members` ((order id, email) with sockets) never listed or not
+        listed at the end."""
+        ever = len(self.ever & members)
+        figure(
+            "presence",
+            f"{self.events} dashboard events (largest {self.max_event_bytes / 1024:.0f} KB); "
+            f"{ever} of {len(members)} (chat, user) arrived, {len(present_at_end)} present at the end",
+        )
+        for kind in ("customer", "employee"):
+            figure(
+                "presence flaps",
+                f"{kind}s: {self.gone[kind]} left the dashboard while heartbeating, "
+                f"{self.restarted[kind]} came back with a new since (expired between two events)",
+            )
+        for label, start, stop in phases:
+            flaps = collections.Counter(who for t, who, _ in self.flaps if start <= t < stop)
+            figure("presence flaps", f"{flaps['customer']} customer, {flaps['employee']} employee {label}")
+        if self.gaps:
+            gaps = f"p50 {1000 * percentile(self.gaps, 0.5):.0f} ms, max {1000 * max(self.gaps):.0f} ms"
+            figure("presence flaps", f"gone from the dashboard for {gaps}")
+        problems = []
+        flaps = sum(self.gone.values()) + sum(self.restarted.values())
+        if flaps:
+            problems.append(f"{flaps} flaps while heartbeating")
+        if ever < len(members) or len(present_at_end) < len(members):
+            problems.append(f"{ever} arrived, {len(present_at_end)} present at the end, of {len(members)}")
+        return problems

@@ -1,0 +1,120 @@
+"""The mobile API's views: log in and out, my orders. (The tracker is a
+Channels consumer: main/tracker/.)"""
+
+import functools
+from urllib.parse import urljoin
+
+from django.db import transaction
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status, views
+from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+
+from main import access
+from main.infra.auth import close_token_sockets
+from main.infra.throttles import LoginAttemptThrottle
+from main.models import ProductImage
+
+from .schema import errors
+
+# --- Login and logout ----------------------------------------------------------
+
+
+class ObtainToken(views.APIView):
+    """Log in with email and password; answers the user's token."""
+
+    authentication_classes = ()
+    permission_classes = ()
+    parser_classes = (JSONParser, FormParser, MultiPartParser)
+    throttle_classes = (LoginAttemptThrottle,)
+
+    @extend_schema(
+        operation_id="mobile_login",
+        tags=["mobile-api"],
+        request=inline_serializer(
+            "Login",
+            {"username": serializers.CharField(help_text="The user's email"), "password": serializers.CharField()},
+        ),
+        responses={
+            200: inline_serializer("TokenAnswer", {"token": serializers.CharField()}),
+            400: errors("invalid_credentials", "invalid"),
+            429: errors("throttled"),
+        },
+        auth=[],
+    )
+    def post(self, request):
+        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
+        if not serializer.is_valid():
+            if "non_field_errors" in serializer.errors:
+                detail = {"detail": "Unable to log in with these credentials.", "code": "invalid_credentials"}
+            else:
+                detail = {"detail": "Username and password are required.", "code": "invalid"}
+            return Response(dict(detail, errors=serializer.errors), status=status.HTTP_400_BAD_REQUEST)
+        token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
+        return Response({"token": token.key})
+
+
+obtain_auth_token = ObtainToken.as_view()
+
+
+@extend_schema(
+    operation_id="mobile_logout",
+    tags=["mobile-api"],
+    request=None,
+    responses={204: OpenApiResponse(description="The token is revoked"), 401: errors("not_authenticated")},
+)
+@api_view(["POST"])
+@permission_classes((IsAuthenticated,))
+def logout(request):
+    """Revoke the caller's token (a lost phone is cut off); log in again for a
+    new one. Chat sockets opened with it are closed (code 4401)."""
+    tokens = Token.objects.filter(user=request.user)
+    keys = list(tokens.values_list("key", flat=True))
+    tokens.delete()
+    for key in keys:  # once the delete is committed: a socket joining then finds the token gone
+        transaction.on_commit(functools.partial(close_token_sockets, key))
+    return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- My orders -----------------------------------------------------------------
+
+
+class MobileOrderSerializer(serializers.Serializer):
+    """One order as the app reads it (the schema of my-orders' answer; the
+    view builds the same dicts itself, see mobile_order)."""
+
+    id = serializers.IntegerField()
+    image = serializers.URLField(allow_null=True, help_text="Absolute URL of the first product's thumbnail")
+    summary = serializers.CharField(help_text='e.g. "2 x The B Book, 1 x The book of A"')
+    price = serializers.FloatField(help_text="Total price, e.g. 28.0")
+
+
+def mobile_order(order, site):
+    """One of the dicts of Order.objects.summaries() as MobileOrderSerializer
+    describes it; `site`: the request's absolute URL of "/". Built by hand:
+    a serializer's fields cost more than the query for a long order history."""
+    thumbnail = order["thumbnail"]
+    return {
+        "id": order["id"],
+        "image": urljoin(site, ProductImage.thumbnail.field.storage.url(thumbnail)) if thumbnail else None,
+        "summary": order["summary"],
+        "price": float(order["total_price"]),
+    }
+
+
+@extend_schema(
+    operation_id="mobile_my_orders",
+    tags=["mobile-api"],
+    responses={200: MobileOrderSerializer(many=True), 401: errors("not_authenticated")},
+)
+@api_view(["GET"])
+@permission_classes((IsAuthenticated,))
+def my_orders(request):
+    """The caller's orders, newest first."""
+    orders = access.own_orders(request.user).order_by("-date_added", "-pk").summaries()
+    site = request.build_absolute_uri("/")  # once: it checks the host against ALLOWED_HOSTS
+    return Response([mobile_order(order, site) for order in orders])

@@ -1,0 +1,306 @@
+"""ws/customer-service/<order_id>/: a customer and employees chat about an
+order. The consumer moves frames between the socket, the chat's service and
+the channel layer; the rules live in service.py, the wire in protocol.py."""
+
+import asyncio
+import logging
+import time
+
+from autobahn.exception import Disconnected
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from main import presence
+from main.infra.answers import CLOSE_TRY_AGAIN_LATER, RETRY_AFTER_SECONDS
+from main.infra.auth import CLOSE_TOKEN_REVOKED, query_params, token_group
+from main.infra.consumer import BaseConsumer
+from main.infra.db import unreachable
+from main.infra.ids import parse_id
+
+from . import protocol, service
+from .limits import TYPING_INTERVAL, Limits, Strikes, Throttle
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_LANDS_SECONDS = 2.0  # a closing socket waits at most this long for its last heartbeat
+# On a layer whose groups are kept in Redis (the list-based one), a socket
+# renews its group memberships on a heartbeat at most this often: clients
+# heartbeat every 10 s, so memberships lost with Redis's data (or expired)
+# come back within one heartbeat.
+GROUP_RENEW_SECONDS = 5.0
+
+
+class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
+    """An order's chat socket; docs/protocol.md describes what it speaks."""
+
+    member = None  # set once the user is admitted and the socket accepted
+    group = None  # the order's group, joined in the handshake
+    token_group = None  # for a socket opened with a token: where its revocation is announced
+    closing = False
+    heartbeat_sent = None  # done once the socket's last heartbeat has reached presence
+
+    async def __call__(self, scope, receive=None, send=None):
+        if send is None:  # ASGI 2: called with (receive, send)
+            return await super().__call__(scope, self._unless_gone(receive))
+        return await super().__call__(scope, receive, self._unless_gone(send))
+
+    def _unless_gone(self, send):
+        # A socket can close under its consumer: once the client has gone,
+        # the server refuses a send (uvicorn's ClientDisconnected, an OSError;
+        # autobahn's Disconnected under runserver's daphne) while the
+        # websocket.disconnect that follows waits its turn. What was being
+        # sent is dropped and the disconnect then ends the consumer as usual.
+        async def send_unless_gone(message):
+            try:
+                await send(message)
+            except (Disconnected, OSError):
+                self.closing = True
+
+        return send_unless_gone
+
+    async def refuse(self):
+        # Refused before accept (HTTP 403): no group, presence or state,
+        # and the consumer ends now rather than wait on the channel layer.
+        logger.info("Chat refused for user %s", getattr(self.scope.get("user"), "pk", None))
+        await self.close()
+        raise StopConsumer()
+
+    async def connect(self):
+        user = self.scope.get("user")
+        order_id = parse_id(self.scope.get("url_route", {}).get("kwargs", {}).get("order_id"))
+        if order_id is None or not getattr(user, "is_authenticated", False):
+            await self.refuse()
+        self.protocol = protocol.negotiate(self.scope.get("subprotocols"))
+        self.limits = Limits.from_settings()
+        query = query_params(self.scope)
+        after_seq = parse_id(query.get("after_seq", [""])[0], minimum=0)
+        after = parse_id(query.get("after", [""])[0])
+        # The groups are joined before the database is read: a message sent
+        # meanwhile waits in this socket's channel (and is not sent twice,
+        # see `replayed`), and a revocation of the token the socket was
+        # opened with is either seen by the read or reaches the token's group.
+        key = self.scope.get("auth_token")  # set by the token middleware when a token let the user in
+        if key is not None:
+            self.token_group = token_group(key)
+            await self.channel_layer.group_add(self.token_group, self.channel_name)
+        self.group = service.group_name(order_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        opening = await service.open_chat(
+            user, order_id, key, self.protocol.catches_up, after=after, after_seq=after_seq
+        )
+        if opening is None:
+            await self.leave_groups()
+            await self.refuse()
+        self.messages = self.limits.message_rate()
+        self.frames = self.limits.frame_rate()
+        self.strikes = Strikes()
+        self.typing = Throttle(TYPING_INTERVAL)
+        self.replayed = set()  # ids sent from the database, not to be sent again live
+        self.group_renewed = time.monotonic()
+        self.member = member = opening.member
+        await self.accept(self.protocol.subprotocol)
+        logger.info("Chat opened: user %s, order %s, v%d", member.user_id, member.order_id, self.protocol.version)
+        await self.channel_layer.group_send(self.group, service.presence_event("chat_join", member))
+        if self.protocol.catches_up:
+            await self.send_json(self.protocol.ready(member, opening.reads, self.limits.for_client()))
+            # Catch up: the client's place (`?after_seq=`, or the older
+            # `?after=` id) resumes, else recent history.
+            if opening.missed is not None:
+                await self.send_missed_page(after, after_seq, *opening.missed)
+            else:
+                await self.send_history_page(None, *opening.history)
+
+    async def websocket_connect(self, message):
+        try:
+            await super().websocket_connect(message)
+        except Exception as error:
+            if not unreachable(error):
+                raise
+            # PostgreSQL went down during the handshake: accepted (if not yet)
+            # and closed with 4503, as the token middleware answers while it is down.
+            logger.warning("Chat handshake not handled, database unavailable")
+            if self.member is None:
+                await self.accept()
+            await self.close_with(CLOSE_TRY_AGAIN_LATER)
+
+    async def websocket_disconnect(self, message):
+        # Channels' own also runs close_old_connections() in its one sync
+        # thread as each socket closes, a queue when many close together.
+        # This consumer's database calls close what they open (main.infra.db).
+        await self.disconnect(message["code"])
+        raise StopConsumer()
+
+    async def disconnect(self, code):
+        try:
+            if self.heartbeat_sent is not None and not self.heartbeat_sent.done():
+                # A heartbeat, then the socket closed: the heartbeat counts
+                # before the chat is left (the chapter's client reads the
+                # dashboard right after closing).
+                await asyncio.wait([self.heartbeat_sent], timeout=HEARTBEAT_LANDS_SECONDS)
+            if self.member is not None:
+                logger.info("Chat closed: user %s, order %s", self.member.user_id, self.member.order_id)
+                await self.channel_layer.group_send(self.group, service.presence_event("chat_leave", self.member))
+        finally:
+            await self.leave_groups()
+
+    async def leave_groups(self):
+        for group in (self.token_group, self.group):
+            if group is not None:
+                await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def close_with(self, code):
+        self.closing = True
+        await self.close(code=code)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.closing:
+            return
+        ref = None
+        try:
+            self.frames.take()
+            content = protocol.parse_frame(
+                text_data, bytes_data, self.protocol.frame_types, self.limits.max_frame_bytes
+            )
+            if content["type"] == "message":
+                ref = self.protocol.ref(content)
+                await self.on_message(content, ref)
+            else:
+                await getattr(self, "on_" + content["type"])(content)
+            self.strikes.accepted()
+        except protocol.ChatError as error:
+            if self.strikes.refused():
+                # Refusal after refusal: the client is not listening; stop
+                # spending memory and time on it (docs/protocol.md).
+                logger.warning(
+                    "Chat closed for repeated refused frames: user %s, order %s",
+                    self.member.user_id,
+                    self.member.order_id,
+                )
+                await self.close_with(protocol.CLOSE_POLICY_VIOLATION)
+                return
+            await self.send_refusal(error, ref)
+        except Exception as error:
+            if unreachable(error):
+                # PostgreSQL is down: the frame was not handled (a message not
+                # stored). Not a strike: the client did nothing wrong.
+                logger.warning("Chat frame not handled, database unavailable: order %s", self.member.order_id)
+                error = protocol.ChatError(
+                    "unavailable", "Briefly unavailable; try again shortly.", retry_after=RETRY_AFTER_SECONDS
+                )
+            else:
+                logger.exception("Chat frame failed: user %s, order %s", self.member.user_id, self.member.order_id)
+                error = protocol.ChatError("server_error", "Something went wrong; try again.")
+            await self.send_refusal(error, ref)
+
+    async def send_refusal(self, error, ref):
+        event = self.protocol.refusal(error, ref)
+        if event is not None:  # v1 has no error event: a refused frame is dropped
+            await self.send_json(event)
+
+    # Client frames.
+
+    async def on_message(self, content, ref=None):
+        text = protocol.clean_message(content, self.limits.max_message_chars)
+        self.messages.take()
+        event = await service.store_message(self.member, text)  # stored first, then fanned out
+        if ref is not None:
+            event["ref"] = ref  # shown to the sender only (protocol.V2.show)
+        try:
+            await self.channel_layer.group_send(self.group, event)
+        except Exception:
+            # Stored, so accepted: an error event now would make the client
+            # send it again (a duplicate). The sender is told it is stored;
+            # the others get it on resume (their reconnect, or the seq gap).
+            logger.exception("Chat fan-out failed: order %s, message %s", self.member.order_id, event["id"])
+            await self.show(event)
+
+    async def on_heartbeat(self, content):
+        # Not waited for: the socket's next frame is handled meanwhile, and a
+        # failure is logged by presence (the client can do nothing about it).
+        # One at a time per socket: while the last is on its way, another
+        # adds nothing (the last lands on Redis's clock, later).
+        if self.heartbeat_sent is None or self.heartbeat_sent.done():
+            self.heartbeat_sent = presence.touch_soon(self.member.order_id, self.member.email, self.member.employee)
+        # The pub/sub layer's groups live in this process as long as its
+        # subscription (a broken one closes the socket): nothing to renew.
+        if not getattr(self.channel_layer, "groups_expire", True):
+            return
+        if time.monotonic() - self.group_renewed > GROUP_RENEW_SECONDS:
+            self.group_renewed = time.monotonic()
+            try:
+                await self.channel_layer.group_add(self.group, self.channel_name)
+                if self.token_group is not None:
+                    await self.channel_layer.group_add(self.token_group, self.channel_name)
+            except Exception:
+                # Renewed on the next heartbeat; a lost subscription closes the socket anyway.
+                logger.warning("Group renewal failed: order %s", self.member.order_id, exc_info=True)
+
+    async def on_typing(self, content):
+        if self.typing.allow():  # extra typing frames are dropped
+            await self.channel_layer.group_send(self.group, service.typing_event(self.member))
+
+    async def on_history(self, content):
+        before = protocol.optional_id(content, "before")
+        limit = protocol.page_size(content, self.limits.history_page)
+        await self.send_history_page(before, *await service.history(self.member, before, limit))
+
+    async def on_resume(self, content):
+        after_seq = protocol.optional_id(content, "after_seq")
+        after = protocol.optional_id(content, "after")
+        if after_seq is None and after is None:
+            raise protocol.ChatError(
+                "bad_request", "`after_seq` (the last message seq you have all up to) is required."
+            )
+        if after_seq is not None:
+            after = None
+        missed = await service.missed(self.member, after=after, after_seq=after_seq)
+        await self.send_missed_page(after, after_seq, *missed)
+
+    async def on_read(self, content):
+        message_id = protocol.optional_id(content, "id")
+        if message_id is None:
+            raise protocol.ChatError("bad_request", "`id` (the last message id read) is required.")
+        last_read = await service.mark_read(self.member, message_id)
+        await self.channel_layer.group_send(self.group, service.read_event(self.member, last_read))
+
+    async def send_history_page(self, before, messages, has_more):
+        if before is None:  # the latest page may overlap live events already queued
+            self.replayed = {m["id"] for m in messages}
+        messages = [self.protocol.show(m, self.member) for m in messages]
+        await self.send_json({"type": "history", "before": before, "messages": messages, "has_more": has_more})
+
+    async def send_missed_page(self, after, after_seq, messages, has_more):
+        self.replayed = {m["id"] for m in messages}
+        for message in messages:
+            await self.show(message)
+        resumed = {"type": "resumed", "after": after, "after_seq": after_seq, "has_more": has_more}
+        if messages:
+            resumed.update(last_id=messages[-1]["id"], last_seq=messages[-1]["seq"])
+        else:
+            resumed.update(last_id=after, last_seq=after_seq)
+        await self.send_json(resumed)
+
+    async def show(self, event):
+        frame = self.protocol.show(event, self.member)
+        if frame is not None:
+            await self.send_json(frame)
+
+    # Group events.
+
+    async def chat_message(self, event):
+        if event["id"] not in self.replayed:
+            await self.show(event)
+
+    chat_join = chat_leave = chat_typing = chat_read = show
+
+    async def token_revoked(self, event):
+        # The token this socket was opened with was revoked (logout).
+        logger.info("Chat closed, token revoked: user %s", self.member.user_id if self.member else None)
+        await self.close_with(CLOSE_TOKEN_REVOKED)
+
+    async def channel_layer_lost(self, event):
+        # The channel layer's subscription to Redis broke: events sent
+        # meanwhile never came. Close (try again later); the client
+        # reconnects and resumes from the database.
+        logger.info("Chat closed, channel layer lost: order %s", self.member.order_id if self.member else None)
+        await self.close_with(CLOSE_TRY_AGAIN_LATER)

@@ -1,0 +1,118 @@
+"""The chat's limits per socket (docs/protocol.md, "Messages and limits"):
+sizes, rates and the strike count that closes a socket refusing to listen."""
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from .protocol import ChatError
+
+# A socket that keeps sending frames the server refuses is closed: this many
+# refusals in a row, within this many seconds. A person typing never comes
+# near it (the page sends one frame per message).
+STRIKE_LIMIT = 40
+STRIKE_WINDOW_SECONDS = 30.0
+TYPING_INTERVAL = 2.0  # seconds: at most one typing event per socket in this time
+# Every frame, whatever its type, is held to this many times the message rate.
+FRAME_RATE_FACTOR = (6, 10)  # (burst, per second)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits the settings give (CHAT_* in docs/configuration.md)."""
+
+    max_message_chars: int
+    max_frame_bytes: int
+    rate_burst: int
+    rate_per_second: float
+    history_page: int
+    resume_limit: int
+
+    @classmethod
+    def from_settings(cls):
+        return cls(
+            max_message_chars=settings.CHAT_MAX_MESSAGE_CHARS,
+            max_frame_bytes=settings.CHAT_MAX_FRAME_BYTES,
+            rate_burst=settings.CHAT_RATE_BURST,
+            rate_per_second=settings.CHAT_RATE_PER_SECOND,
+            history_page=settings.CHAT_HISTORY_PAGE,
+            resume_limit=settings.CHAT_RESUME_LIMIT,
+        )
+
+    def for_client(self):
+        """What a v2 client is told in its `ready` event."""
+        return {
+            "max_message_chars": self.max_message_chars,
+            "max_frame_bytes": self.max_frame_bytes,
+            "rate_burst": self.rate_burst,
+            "rate_per_second": self.rate_per_second,
+        }
+
+    def message_rate(self):
+        return RateLimiter(self.rate_burst, self.rate_per_second)
+
+    def frame_rate(self):
+        burst, per_second = FRAME_RATE_FACTOR
+        return RateLimiter(self.rate_burst * burst, self.rate_per_second * per_second)
+
+
+class RateLimiter:
+    """A token bucket: `burst` at once, then `per_second`. One per socket."""
+
+    def __init__(self, burst, per_second, clock=time.monotonic):
+        self.burst = burst
+        self.per_second = per_second
+        self.clock = clock
+        self.tokens = float(burst)
+        self.stamp = clock()
+
+    def take(self):
+        """Spend one token; raise ChatError('rate_limited') when there is none."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.per_second)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return
+        retry_after = round((1 - self.tokens) / self.per_second, 2)
+        raise ChatError("rate_limited", "Too many messages; slow down.", retry_after=retry_after)
+
+
+class Strikes:
+    """Refused frames in a row, counted over the last `window` seconds; a
+    frame the server accepts starts the count again. One per socket."""
+
+    def __init__(self, limit=STRIKE_LIMIT, window=STRIKE_WINDOW_SECONDS, clock=time.monotonic):
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self.times = deque()
+
+    def refused(self):
+        """Count a refusal; True when the socket has had too many."""
+        now = self.clock()
+        self.times.append(now)
+        while self.times and self.times[0] <= now - self.window:
+            self.times.popleft()
+        return len(self.times) >= self.limit
+
+    def accepted(self):
+        self.times.clear()
+
+
+class Throttle:
+    """At most one event per `interval` seconds; extra ones are dropped."""
+
+    def __init__(self, interval, clock=time.monotonic):
+        self.interval = interval
+        self.clock = clock
+        self.last = -interval
+
+    def allow(self):
+        now = self.clock()
+        if now - self.last < self.interval:
+            return False
+        self.last = now
+        return True

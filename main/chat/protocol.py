@@ -1,0 +1,166 @@
+"""The chat's wire protocol (docs/protocol.md): what a client's frame may
+be, how a refusal is told, and how each protocol version shows an event.
+
+v1 is the chapter's protocol byte for byte; v2, asked for with a WebSocket
+subprotocol, adds ids, history, resume, typing, read markers and errors."""
+
+import json
+
+from main.infra.ids import parse_id
+
+V2_SUBPROTOCOL = "booktime.chat.v2"
+MAX_REF_CHARS = 64  # a v2 message frame's optional `ref`, echoed to its sender
+
+# A socket that keeps sending frames the server refuses is closed with 1008
+# (policy violation); see limits.Strikes.
+CLOSE_POLICY_VIOLATION = 1008
+
+
+class ChatError(Exception):
+    """A refused frame: answered to a v2 client as an `error` event."""
+
+    def __init__(self, code, message, **extra):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+    def event(self):
+        return {"type": "error", "code": self.code, "message": self.message, **self.extra}
+
+
+class V1:
+    """The chapter's protocol: names and texts only; refused frames are dropped."""
+
+    version = 1
+    subprotocol = None
+    frame_types = frozenset({"message", "heartbeat"})
+    catches_up = False  # no history, resume or read markers
+
+    def show(self, event, member):
+        """A group event as this client sees it, or None if it sees nothing."""
+        kind = event["type"]
+        if kind == "chat_message":
+            return {"type": kind, "username": event["username"], "message": event["message"]}
+        if kind in ("chat_join", "chat_leave"):
+            return {"type": kind, "username": event["username"]}
+        return None
+
+    def refusal(self, error, ref):
+        return None  # v1 has no error event
+
+    def ref(self, content):
+        return None  # v1 has no `ref`
+
+
+class V2:
+    """Ids, sequence numbers and timestamps, history, resume, typing, read
+    markers, and errors as events; `mine` marks the client's own events."""
+
+    version = 2
+    subprotocol = V2_SUBPROTOCOL
+    frame_types = V1.frame_types | {"typing", "history", "resume", "read"}
+    catches_up = True
+
+    def show(self, event, member):
+        kind = event["type"]
+        mine = event.get("user_id") == member.user_id
+        if kind == "chat_typing":
+            return None if mine else {"type": "typing", "username": event["username"]}
+        out = {key: value for key, value in event.items() if key not in ("user_id", "ref")}
+        if kind == "chat_read":
+            out["type"] = "read"
+        out["mine"] = mine
+        if mine and event.get("ref") is not None:
+            out["ref"] = event["ref"]  # the sender's own reference, for its eyes only
+        return out
+
+    def ready(self, member, reads, limits):
+        """The first event on an accepted socket: who you are, everyone's
+        read markers, the limits you are held to."""
+        return {
+            "type": "ready",
+            "protocol": self.version,
+            "order_id": member.order_id,
+            "you": {"username": member.name, "employee": member.employee},
+            "reads": reads,
+            "limits": limits,
+        }
+
+    def refusal(self, error, ref):
+        event = error.event()
+        if ref is not None:
+            event["ref"] = ref
+        return event
+
+    def ref(self, content):
+        """A message frame's optional `ref` (any short string the client
+        picks), echoed in the sender's own chat_message or error."""
+        ref = content.get("ref")
+        if ref is None:
+            return None
+        if not isinstance(ref, str) or not 0 < len(ref) <= MAX_REF_CHARS:
+            raise ChatError("bad_request", f"`ref` must be a string of 1 to {MAX_REF_CHARS} characters.")
+        return ref
+
+
+def negotiate(subprotocols):
+    """The protocol a handshake asks for: v2 if it offers its subprotocol."""
+    return V2() if V2_SUBPROTOCOL in (subprotocols or ()) else V1()
+
+
+# --- Incoming frames ---------------------------------------------------------
+
+
+def parse_frame(text_data, bytes_data, allowed_types, max_bytes):
+    """The JSON object a frame carries, or ChatError."""
+    if text_data is None:
+        raise ChatError("bad_frame", "Frames must be text frames carrying a JSON object.")
+    if len(text_data) > max_bytes or len(text_data.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise ChatError("too_large", f"A frame may not exceed {max_bytes} bytes.")
+    try:
+        content = json.loads(text_data)
+    except ValueError:
+        raise ChatError("bad_json", "The frame is not valid JSON.") from None
+    if not isinstance(content, dict):
+        raise ChatError("bad_frame", "The frame must be a JSON object.")
+    kind = content.get("type")
+    if not isinstance(kind, str) or kind not in allowed_types:
+        raise ChatError("unknown_type", f"Unknown type; expected one of: {', '.join(sorted(allowed_types))}.")
+    return content
+
+
+def clean_message(content, max_chars):
+    """The text of a `message` frame, stored and echoed exactly as sent."""
+    text = content.get("message")
+    if not isinstance(text, str):
+        raise ChatError("bad_message", "`message` must be a string.")
+    if not text.strip():
+        raise ChatError("empty_message", "Empty or blank messages are not sent.")
+    if len(text) > max_chars:
+        raise ChatError("too_long", f"A message may not exceed {max_chars} characters.")
+    # PostgreSQL text cannot hold NUL, and lone surrogates are not Unicode text.
+    if "\x00" in text:
+        raise ChatError("bad_message", "`message` may not contain NUL characters.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ChatError("bad_message", "`message` must be valid Unicode text.") from None
+    return text
+
+
+def optional_id(content, key):
+    """content[key] as a non-negative integer id, None when absent, else ChatError."""
+    value = content.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or parse_id(value, minimum=0) is None:
+        raise ChatError("bad_request", f"`{key}` must be a non-negative integer message id.")
+    return value
+
+
+def page_size(content, maximum):
+    value = content.get("limit", maximum)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ChatError("bad_request", "`limit` must be a positive integer.")
+    return min(value, maximum)

@@ -1,0 +1,144 @@
+"""customer-service/notify/: which order chats have someone present, as
+Server-Sent Events, for employees only (docs/presence.md, "The event stream")."""
+
+import asyncio
+import contextlib
+import functools
+import logging
+
+from channels.generic.http import AsyncHttpConsumer
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from main import access, presence
+from main.infra import answers, per_loop
+from main.infra.auth import query_params
+from main.infra.batching import Shared
+from main.infra.consumer import BaseConsumer
+from main.infra.db import db_sync_to_async
+
+from . import payloads
+
+logger = logging.getLogger(__name__)
+
+SSE_HEADERS = [
+    (b"Content-Type", b"text/event-stream; charset=utf-8"),
+    (b"Cache-Control", b"no-cache"),
+    (b"X-Accel-Buffering", b"no"),  # nginx: pass events through unbuffered
+]
+KEEP_ALIVE = b": keep-alive\n\n"
+
+is_employee = db_sync_to_async(access.is_employee)
+
+
+async def _read(form, live):
+    """(what the client sees, the event's bytes, seconds to the next expiry)
+    from presence now; `live` for a stream, which keeps people through the
+    grace for their next heartbeat."""
+    snap = await presence.snapshot(live=live)
+    shown, event = await payloads.event(snap, form)
+    return shown, event, snap.seconds_to_next_expiry
+
+
+def shared_read(form, live):
+    """The process's (loop's) one reader of a form of the dashboard: the
+    streams one arrival wakes make one read (one query, one encoding)."""
+    name = f"dashboard-v{form}{'-live' if live else ''}"
+    return per_loop.get(name, lambda: Shared(functools.partial(_read, form, live)))
+
+
+class ChatNotifyConsumer(BaseConsumer, AsyncHttpConsumer):
+    """One `data: <json>` event whenever the list changes (someone arrives or
+    expires), a keep-alive comment when idle. `?nopoll`: one event, then the
+    response ends.
+
+    - default (the chapter's form): [{"link", "text": "<id> (<emails>)"}];
+    - `?format=v2` (the dashboard page): {"now", "chats": [...]}, see
+      payloads.v2.
+    """
+
+    # Nothing is ever sent to a stream through the channel layer.
+    channel_layer_alias = None
+
+    async def __call__(self, scope, receive=None, send=None):
+        # handle() streams, and while it runs the consumer reads nothing more
+        # from the client: handle() watches for the disconnect itself.
+        self._client_receive = scope if send is None else receive
+        return await super().__call__(scope, receive, send)
+
+    async def handle(self, body):
+        if self.scope.get("method", "GET") != "GET":
+            return await answers.respond_text(self.send, 405, "GET only.\n", (b"Allow", b"GET"))
+        user = self.scope.get("user")
+        if not await is_employee(user):
+            return await answers.respond_text(self.send, 403, "Employees only.\n")
+        query = query_params(self.scope)
+        self.form = 2 if query.get("format") == ["v2"] else 1
+        if "nopoll" in query:
+            try:
+                _, event = await self.read()
+            except RedisError:
+                logger.exception("notify: presence store unavailable")
+                return await self.unavailable()
+            return await self.send_response(200, event, headers=SSE_HEADERS)
+        logger.info("notify: stream opened for user %s", user.pk)
+        try:
+            await self.stream()
+        finally:
+            logger.info("notify: stream closed for user %s", user.pk)
+
+    async def read(self, live=False):
+        """(what the client sees, the event's bytes) from presence now, read
+        once for all the process's streams that ask at the same moment."""
+        shown, event, self.next_expiry = await shared_read(self.form, live)()
+        return shown, event
+
+    async def stream(self):
+        loop = asyncio.get_running_loop()
+        keepalive = settings.SSE_KEEPALIVE_SECONDS
+        end = loop.time() + settings.SSE_MAX_SECONDS
+        self.gone = False
+        started = False
+        try:
+            async with presence.changes() as wake:
+                watcher = loop.create_task(self.watch_disconnect(wake))
+                try:
+                    last, last_sent = None, loop.time()
+                    while not self.gone and loop.time() < end:
+                        wake.clear()  # before reading: an arrival from here on wakes us again
+                        shown, event = await self.read(live=True)
+                        if not started:
+                            await self.send_headers(status=200, headers=SSE_HEADERS)
+                            started = True
+                        if shown != last:
+                            await self.send_body(event, more_body=True)
+                            last, last_sent = shown, loop.time()
+                        elif loop.time() - last_sent >= keepalive:
+                            await self.send_body(KEEP_ALIVE, more_body=True)
+                            last_sent = loop.time()
+                        timeout = min(keepalive - (loop.time() - last_sent), end - loop.time())
+                        if self.next_expiry is not None:  # wake when someone expires
+                            timeout = min(timeout, self.next_expiry + 0.02)
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(wake.wait(), max(timeout, 0))
+                finally:
+                    watcher.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watcher
+        except RedisError:
+            logger.exception("notify: presence store unavailable")
+            if not started:
+                return await self.unavailable()
+        if started and not self.gone:
+            await self.send_body(b"")  # end the response; EventSource reconnects
+
+    async def watch_disconnect(self, wake):
+        while (await self._client_receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        wake.set()
+
+    async def unavailable(self):
+        await answers.respond_text(
+            self.send, 503, "Presence is unavailable, try again shortly.\n", answers.retry_after()
+        )

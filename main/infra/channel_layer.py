@@ -1,0 +1,168 @@
+"""The channel layers we ship (settings.CHANNEL_LAYER picks one):
+
+- PubSubChannelLayer, the default: channels_redis's pub/sub layer, which also
+  tells its consumers when its subscription to Redis broke;
+- WaitingRedisChannelLayer: channels_redis's RedisChannelLayer (a list per
+  channel in Redis, capacity and group expiry) whose Redis pool makes a
+  command wait for a free connection when all are busy. redis-py's plain async
+  pool raises MaxConnectionsError at once instead, which failed handshakes and
+  disconnects in a burst of sockets connecting together.
+"""
+
+import asyncio
+import contextlib
+import logging
+
+import redis.asyncio as redis
+from channels_redis.core import RedisChannelLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisSingleShardConnection
+
+from .batching import Batches
+from .redis_client import TellingPubSub, retry_once
+
+logger = logging.getLogger(__name__)
+
+POOL_TIMEOUT = 5.0  # seconds a command may wait for a pooled connection
+
+
+class WaitingRedisChannelLayer(RedisChannelLayer):
+    def create_pool(self, index):
+        host = dict(self.hosts[index])
+        if "address" not in host:  # Sentinel and other forms: channels_redis's own pool
+            return super().create_pool(index)
+        host.setdefault("retry", retry_once())
+        return redis.BlockingConnectionPool.from_url(host.pop("address"), timeout=POOL_TIMEOUT, **host)
+
+
+# --- The pub/sub layer ----------------------------------------------------------
+
+# The message every local channel gets when the layer's subscription to Redis
+# was broken: anything published meanwhile never reached this process.
+LOST = {"type": "channel_layer.lost"}
+
+
+class PubSubChannelLayer(RedisPubSubChannelLayer):
+    """channels_redis's pub/sub layer (one subscription per process, messages
+    pushed to it), which also tells its consumers when that subscription
+    broke. redis-py reconnects and subscribes again on its own, silently, and
+    what was published in between is gone; so each channel in the process
+    gets LOST (a chat socket is closed with 4503, and its client resumes
+    from the database, as after a worker restart)."""
+
+    # A group lasts as long as the subscription, in this process: no expiry
+    # for the consumers to renew on a heartbeat.
+    groups_expire = False
+
+    async def delete_channel(self, channel):
+        """Forget a consumer's channel once the consumer has ended.
+
+        channels_redis drops a channel only when Channels cancels the
+        consumer's pending receive. A consumer that ends while handling a
+        message from its channel (its own chat_leave coming back as it goes,
+        say) has no pending receive, and its channel stayed subscribed and
+        queued in memory until the worker stopped (channels_redis issue 276).
+        Our consumers call this as they end (main.infra.consumer).
+        """
+        layer = self._get_layer()
+        if layer.channels.pop(channel, None) is not None:
+            await layer._get_shard(channel).unsubscribe(channel)
+
+    def _get_layer(self):
+        loop = asyncio.get_running_loop()
+        new = loop not in self._layers
+        layer = super()._get_layer()
+        if new:
+            layer._shards = [_Shard(shard.host, layer) for shard in layer._shards]
+        return layer
+
+
+class _Shard(RedisSingleShardConnection):
+    told = False  # the channels were told of the current outage already
+
+    def __init__(self, host, channel_layer):
+        super().__init__(host, channel_layer)
+        self.unsubscribing = set()  # tasks, kept until done
+        self.publishes = Batches(self._publish_batch)
+
+    async def publish(self, channel, message):
+        # channels_redis publishes under the shard's lock, one round trip at a
+        # time, so every group_send of the process waited on the one before.
+        await self.publishes((channel, message))
+
+    async def _publish_batch(self, batch):
+        self._ensure_redis()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for channel, message in batch:
+                pipe.publish(channel, message)
+            return await pipe.execute()
+
+    async def unsubscribe(self, channel):
+        # channels_redis's unsubscribe waits its turn on the shard's lock, and
+        # a consumer that ends is cancelled: when many end at once (a worker's
+        # sockets dropping together) a second cancellation in that wait left
+        # the channel subscribed and logged a traceback for each. So it runs
+        # as a task of its own, which a cancelled caller does not stop; and
+        # since it may now start after a later subscribe (which found the
+        # group still subscribed and did nothing), it unsubscribes only from
+        # what is still unwanted once it has the lock.
+        task = asyncio.ensure_future(self._unsubscribe_unwanted(channel))
+        self.unsubscribing.add(task)
+        task.add_done_callback(self._unsubscribed)
+        with contextlib.suppress(asyncio.CancelledError):  # the caller is ending anyway
+            await asyncio.shield(task)
+
+    def _unsubscribed(self, task):
+        self.unsubscribing.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # seen here if its caller went
+            logger.warning("Channel layer: an unsubscribe failed (%s)", task.exception())
+
+    async def _unsubscribe_unwanted(self, channel):
+        async with self._lock:
+            layer = self.channel_layer
+            if channel in self._subscribed_to and channel not in layer.groups and channel not in layer.channels:
+                self._ensure_redis()
+                self._ensure_receiver()
+                await self._pubsub.unsubscribe(channel)
+                self._subscribed_to.remove(channel)
+
+    def _ensure_redis(self):
+        if self._redis is None:
+            super()._ensure_redis()
+            self._pubsub = TellingPubSub(self._redis.connection_pool, on_reconnect=self._reconnected)
+
+    def _reconnected(self):
+        # Either the end of an outage the channels were told of, or a break
+        # redis-py mended by itself, which nobody has heard of yet.
+        if self.told:
+            self.told = False
+        else:
+            self._lost()
+
+    def _lost(self):
+        layer = self.channel_layer
+        logger.warning("Channel layer: the Redis subscription broke; telling %d channels", len(layer.channels))
+        message = layer.channel_layer.serialize(LOST)
+        for queue in layer.channels.values():
+            queue.put_nowait(message)
+
+    async def _do_receiving(self):
+        # channels_redis's loop, with a warning (not a traceback a second)
+        # while Redis is down, and LOST once per outage.
+        down = False
+        while True:
+            try:
+                if self._pubsub and self._pubsub.subscribed:
+                    message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+                    self._receive_message(message)
+                else:
+                    await asyncio.sleep(0.1)
+                down = False
+            except (TimeoutError, asyncio.CancelledError, GeneratorExit):
+                raise
+            except Exception as error:
+                if not down:
+                    logger.warning("Channel layer: Redis unreachable (%s)", error)
+                    self._lost()
+                    self.told = True
+                down = True
+                await asyncio.sleep(1)

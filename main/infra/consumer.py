@@ -1,0 +1,62 @@
+"""The base of our consumers, mixed in before one of Channels' generic ones."""
+
+import contextlib
+import functools
+
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
+from channels.layers import get_channel_layer
+
+from .dispatch import dispatch_all
+
+
+class BaseConsumer:
+    """What our consumers do differently from Channels' AsyncConsumer:
+
+    - Dispatch without Channels' connection sweep: since 4.2 Channels runs
+      close_old_connections() in its one sync thread before every message, a
+      thread hop per frame and per group event. Our consumers reach the
+      database only through main.infra.db, which closes what it opens.
+    - Dispatch with dispatch_all, one long-lived task per message source.
+    - As a consumer ends, the channel layer lets go of its channel, which
+      channels_redis misses when the consumer ends on a channel message
+      (main.infra.channel_layer.PubSubChannelLayer.delete_channel).
+    - Also callable the Channels 2 way, as the chapter's tests use a
+      consumer class: `Consumer(scope)`, then `await instance(receive, send)`.
+    """
+
+    def __init__(self, scope=None, **kwargs):
+        super().__init__(**kwargs)
+        self._asgi2_scope = scope
+
+    async def __call__(self, scope, receive=None, send=None):
+        try:
+            if send is None:  # ASGI 2: called with (receive, send)
+                return await self.consume(self._asgi2_scope, scope, receive)
+            return await self.consume(scope, receive, send)
+        finally:
+            delete_channel = getattr(getattr(self, "channel_layer", None), "delete_channel", None)
+            if delete_channel is not None and getattr(self, "channel_name", None):
+                await delete_channel(self.channel_name)
+
+    async def consume(self, scope, receive, send):
+        """Channels' AsyncConsumer.__call__, dispatching with dispatch_all."""
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        sources = [receive]
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+            sources.append(self.channel_receive)
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):
+            await dispatch_all(sources, self.dispatch)
+
+    async def dispatch(self, message):
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def channel_layer_lost(self, message):
+        pass  # only a consumer in groups has missed anything

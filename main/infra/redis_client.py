@@ -1,0 +1,65 @@
+"""The process's one Redis client (and connection pool) for our own use,
+kept per event loop (main/infra/per_loop.py) and closed at server shutdown;
+and the one retry policy for every Redis connection we make."""
+
+import redis.asyncio as redis
+from django.conf import settings
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError
+
+from . import per_loop
+
+# Every call fails fast rather than hang a consumer when Redis is unreachable.
+SOCKET_TIMEOUT = 2.0
+# At most this many connections; a caller past it waits for a free one (up
+# to SOCKET_TIMEOUT) rather than fail, as redis-py's plain pool would. With
+# the pub/sub channel layer's two, a worker holds at most 20 in all.
+MAX_CONNECTIONS = 18
+
+
+def retry_once():
+    """A command whose connection failed is sent once more on a fresh one:
+    after a Redis restart every pooled connection is dead, and without this
+    the first command on each would fail. Timeouts are not retried."""
+    return Retry(NoBackoff(), 1, supported_errors=(ConnectionError,))
+
+
+class TellingPubSub(PubSub):
+    """A subscription that calls `on_reconnect()` each time redis-py mends
+    its broken connection and subscribes again by itself: whatever was
+    published in between never arrived, and its listeners must know."""
+
+    def __init__(self, connection_pool, on_reconnect):
+        super().__init__(connection_pool)
+        self.on_reconnect = on_reconnect
+
+    async def on_connect(self, connection):
+        # Called on every reconnection (the first connection comes from the
+        # pool, already open).
+        await super().on_connect(connection)
+        self.on_reconnect()
+
+
+def _client():
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.REDIS_URL,
+        max_connections=MAX_CONNECTIONS,
+        timeout=SOCKET_TIMEOUT,
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=SOCKET_TIMEOUT,
+        health_check_interval=30,
+        retry=retry_once(),
+    )
+    return redis.Redis.from_pool(pool)  # the client owns the pool: closing it closes the pool
+
+
+def get_redis():
+    """The shared client for the running event loop (settings.REDIS_URL)."""
+    return per_loop.get("redis", _client, redis.Redis.aclose)
+
+
+async def close_redis():
+    """Close the running loop's pool (at shutdown, and between tests)."""
+    await per_loop.close("redis")

@@ -1,0 +1,167 @@
+"""Storing and numbering chat messages (main/chat/store.py) against the real PostgreSQL."""
+
+import asyncio
+import gc
+import threading
+
+import pytest
+from django.db import IntegrityError, connection
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from main import factories, models
+from main.chat import store as chat_store
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def transactions_of(order):
+    """The transactions (PostgreSQL's xmin) that inserted an order's messages."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT DISTINCT xmin::text FROM main_chatmessage WHERE order_id = %s", [order.pk])
+        return {row[0] for row in cursor.fetchall()}
+
+
+def seqs_in_id_order(order):
+    return list(models.ChatMessage.objects.filter(order=order).order_by("id").values_list("seq", "text"))
+
+
+def test_messages_sent_together_share_a_transaction_and_keep_their_order():
+    customer = factories.UserFactory()
+    orders = factories.OrderFactory.create_batch(3, user=customer)
+
+    async def burst():
+        writer = chat_store.MessageWriter()
+        stored = await asyncio.gather(*(writer.store(orders[n % 3].pk, customer.pk, f"message {n}") for n in range(60)))
+        await writer.close()
+        return stored
+
+    stored = asyncio.run(burst())
+    assert [m.text for m in stored] == [f"message {n}" for n in range(60)]
+    for i, order in enumerate(orders):
+        texts = [f"message {n}" for n in range(i, 60, 3)]
+        assert seqs_in_id_order(order) == list(zip(range(1, 21), texts, strict=True))
+    # Sent in the same moment: one transaction for all 60.
+    assert len(transactions_of(orders[0]) | transactions_of(orders[1]) | transactions_of(orders[2])) == 1
+
+
+def test_writers_of_several_processes_and_single_saves_never_share_a_seq():
+    """Batches from several loops (as in several server processes, each with
+    its own connection) and plain saves, on the same orders at once."""
+    customer = factories.UserFactory()
+    orders = factories.OrderFactory.create_batch(2, user=customer)
+    start = threading.Barrier(4)
+    failures = []
+
+    def process(n):
+        async def send():
+            writer = chat_store.MessageWriter()
+            for round_ in range(5):
+                await asyncio.gather(
+                    *(writer.store(orders[i % 2].pk, customer.pk, f"{n}.{round_}.{i}") for i in range(6))
+                )
+            await writer.close()
+
+        try:
+            start.wait(timeout=10)
+            asyncio.run(send())
+        except Exception as error:  # reported below, from the test's thread
+            failures.append(error)
+        finally:
+            connection.close()
+
+    def saves():
+        try:
+            start.wait(timeout=10)
+            for i in range(10):
+                chat_store.store_now(orders[i % 2].pk, customer.pk, f"save {i}")
+        except Exception as error:
+            failures.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=process, args=(n,)) for n in range(3)] + [threading.Thread(target=saves)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    for order in orders:
+        assert [seq for seq, _ in seqs_in_id_order(order)] == list(range(1, 51))
+
+
+def test_a_message_that_cannot_be_stored_does_not_keep_the_others_out():
+    customer = factories.UserFactory()
+    order, gone = factories.OrderFactory.create_batch(2, user=customer)
+    gone_id = gone.pk
+    gone.delete()
+    items = [
+        (order.pk, customer.pk, "first"),
+        (order.pk, 2**40, "from a user deleted meanwhile"),
+        (gone_id, customer.pk, "to an order deleted meanwhile"),
+        (order.pk, customer.pk, "last"),
+    ]
+
+    async def write():
+        writer = chat_store.MessageWriter()
+        try:
+            return await writer.write_batch(items)
+        finally:
+            await writer.close()
+
+    outcomes = asyncio.run(write())
+    assert isinstance(outcomes[1], IntegrityError)
+    assert isinstance(outcomes[2], chat_store.OrderGone)
+    assert [(m.seq, m.text) for m in (outcomes[0], outcomes[3])] == [(1, "first"), (2, "last")]
+    assert seqs_in_id_order(order) == [(1, "first"), (2, "last")]
+
+
+def test_a_sender_told_of_a_failure_is_not_told_it_was_stored():
+    customer = factories.UserFactory()
+    order = factories.OrderFactory(user=customer)
+
+    async def send():
+        writer = chat_store.MessageWriter()
+        results = await asyncio.gather(
+            writer.store(order.pk, customer.pk, "fine"),
+            writer.store(order.pk + 1000, customer.pk, "no such order"),
+            return_exceptions=True,
+        )
+        await writer.close()
+        return results
+
+    fine, refused = asyncio.run(send())
+    assert fine.seq == 1 and fine.pk is not None
+    assert isinstance(refused, chat_store.OrderGone)
+
+
+def test_a_batch_makes_no_django_connection_object_of_its_own():
+    """Django keeps a connection object per context, and each batch's task
+    starts in a copy of its sender's context: the writer must not ask for
+    `django.db.connection` there, or every batch makes one (a reference cycle
+    left to the garbage collector, whose pauses then stall the chat)."""
+    customer = factories.UserFactory()
+    order = factories.OrderFactory(user=customer)
+
+    def connection_objects():
+        return sum(isinstance(o, BaseDatabaseWrapper) for o in gc.get_objects())
+
+    async def one_at_a_time(writer, count):
+        for n in range(count):  # each finds the writer idle: a new batch task each time
+            await writer.store(order.pk, customer.pk, f"message {n}")
+
+    async def run():
+        writer = chat_store.MessageWriter()
+        await one_at_a_time(writer, 1)  # the writer's own connection is open
+        gc.collect()
+        gc.disable()  # what a batch leaves behind stays countable
+        try:
+            before = connection_objects()
+            await one_at_a_time(writer, 20)
+            made = connection_objects() - before
+        finally:
+            gc.enable()
+            await writer.close()
+        return made
+
+    assert asyncio.run(run()) == 0
+    assert models.ChatMessage.objects.filter(order=order).count() == 21

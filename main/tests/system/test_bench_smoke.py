@@ -1,0 +1,87 @@
+"""The benchmark's quick mode runs, prints every row and leaves its results
+(results.json, table.md and the latency plot) in artifacts/bench, so the
+instrument never rots. (It starts its own Redis and servers and uses its own
+database; the figures themselves are not checked here.)"""
+
+import json
+import re
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness.servers import ROOT
+
+OUT = ROOT / "artifacts" / "bench"
+
+
+@pytest.mark.timeout(180)
+def test_bench_quick_prints_all_seven_rows_and_writes_its_results():
+    started = time.time()
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rows = set(re.findall(r"^\| (\d)\. ", run.stdout, re.MULTILINE))
+    assert rows == {str(n) for n in range(1, 8)}, run.stdout
+    missing = re.findall(r"^\| \d\. [^|]+ \| n/a \|.*$", run.stdout, re.MULTILINE)
+    assert not missing, f"rows without a figure for P: {missing}"
+    printed = re.findall(r"^\| \d\. .*$", run.stdout, re.MULTILINE)
+
+    for name in ("results.json", "table.md", "latency.png"):
+        assert (OUT / name).stat().st_mtime >= started, f"{name} was not written by this run"
+    plot_in_docs = ROOT / "docs" / "bench-latency.png"
+    assert not plot_in_docs.exists() or plot_in_docs.stat().st_mtime < started, "a quick run wrote to docs/"
+
+    results = json.loads((OUT / "results.json").read_text())
+    assert (results["status"], results["mode"], results["repetitions"]) == ("ok", "quick", 1)
+    assert (results["p_server"], results["p_commit"]) == ("uvicorn", "durable")
+    assert results["plot"] == "artifacts/bench/latency.png"
+    machine = results["machine"]
+    assert machine["cpu"] and machine["cores"] >= 1 and machine["ram_gib"] > 0 and machine["kernel"]
+    assert machine["python"] and machine["redis_server"] and machine["postgresql"]
+    for package in ("Django", "channels", "uvicorn", "redis"):
+        assert machine["versions"][package], package
+    assert [r["line"] for r in results["rows"]] == printed
+    assert all(r["figures"]["P"] is not None for r in results["rows"])
+
+    sweep = results["sweep"]
+    assert set(sweep["points"]) == {"P", "B", "U"}
+    for name, points in sweep["points"].items():
+        assert points and [p["rate"] for p in points] == sweep["rates"][: len(points)], (name, points)
+        assert points[0]["valid"] and points[0]["p50_ms"] <= points[0]["p99_ms"], (name, points)
+        assert len(points) == len(sweep["rates"]) or name in sweep["stopped"], (name, sweep)
+
+    table = (OUT / "table.md").read_text().splitlines()
+    assert table[0].startswith("Machine: ") and machine["cpu"] in table[0] and "quick run" in table[0]
+    assert table[2:4] == ["| row | P | B | U | unit | P/B | P/U | better |", "|---|---|---|---|---|---|---|---|"]
+    assert table[4:] == printed
+
+    png = (OUT / "latency.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", png[16:24])
+    assert width >= 800 and height >= 500 and len(png) > 20_000, (width, height, len(png))
+
+
+@pytest.mark.timeout(120)
+def test_bench_runs_our_application_on_daphne_for_comparison():
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--p-server", "daphne", "--targets", "P", "--rows", "1,5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads((OUT / "results.json").read_text())
+    assert (results["status"], results["p_server"], results["targets"]) == ("ok", "daphne", ["P"])
+    assert "P on daphne" in results["machine_line"]
+    assert {r["row"] for r in results["rows"]} == {1, 5}
+    assert all(r["figures"]["P"] for r in results["rows"] if r["label"].startswith("1. latency"))
+    assert results["plot"] is None  # no sweep, and never docs/ for another server

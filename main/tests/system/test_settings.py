@@ -1,0 +1,65 @@
+import os
+import subprocess
+import sys
+import urllib.request
+
+from harness import servers
+
+
+def run_settings(**env):
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS", "DEBUG")
+    }
+    environment.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", "import booktime.settings as s; print(s.ALLOWED_HOSTS)"],
+        cwd=servers.ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_allowed_hosts_star_is_refused_outside_debug():
+    result = run_settings(SECRET_KEY="x", ALLOWED_HOSTS="*", DEBUG="0")
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS='*' is refused outside DEBUG" in result.stderr
+
+
+def test_allowed_hosts_star_is_accepted_in_debug():
+    result = run_settings(SECRET_KEY="x", ALLOWED_HOSTS="*", DEBUG="1")
+    assert result.returncode == 0, result.stderr
+    assert "['*']" in result.stdout
+
+
+def test_secret_key_is_required_outside_debug():
+    result = run_settings(SECRET_KEY="", DEBUG="0", ALLOWED_HOSTS="example.com")
+    assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
+
+
+def test_embedded_default_smoke(tmp_path):
+    """No REDIS_URL, a SQLite file: migrate, seed, serve pages with runserver."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DJANGO_SETTINGS_MODULE")}
+    env.update(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", MEDIA_ROOT=str(tmp_path / "media"))
+    manage = [sys.executable, "manage.py"]
+    for command in (["migrate", "--noinput"], ["seed_demo"]):
+        result = subprocess.run(
+            manage + command, cwd=servers.ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr
+
+    port = servers.free_port()
+    server = servers.Server(
+        manage + ["runserver", f"127.0.0.1:{port}", "--noreload"], port, env=env, log_path=tmp_path / "runserver.log"
+    )
+    try:
+        with urllib.request.urlopen(f"{server.url}/login/?token=s3cret-token", timeout=10) as response:
+            assert response.status == 200
+            assert b"Log in" in response.read()
+        log = server.log()
+        assert "REDIS_URL is not set" in log
+        assert "ASGI" in log  # daphne's runserver, not the WSGI one
+        assert "GET /login/ 200" in log and "s3cret" not in log  # no query strings in logs
+    finally:
+        server.stop()
