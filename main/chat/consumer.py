@@ -36,7 +36,7 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
     member = None  # set once the user is admitted and the socket accepted
     group = None  # the order's group, joined in the handshake
     token_group = None  # for a socket opened with a token: where its revocation is announced
-    closing = False
+    closing = False  # a close was sent, or the client has gone: nothing more is sent or handled
     heartbeat_sent = None  # done once the socket's last heartbeat has reached presence
 
     async def __call__(self, scope, receive=None, send=None):
@@ -48,9 +48,16 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         # A socket can close under its consumer: once the client has gone,
         # the server refuses a send (uvicorn's ClientDisconnected, an OSError;
         # autobahn's Disconnected under runserver's daphne) while the
-        # websocket.disconnect that follows waits its turn. What was being
-        # sent is dropped and the disconnect then ends the consumer as usual.
+        # websocket.disconnect that follows waits its turn. And once this
+        # consumer has closed the socket, a group event or a second reason
+        # to close may still come before that disconnect; the server refuses
+        # any send then. Either way the send is dropped, and the disconnect
+        # ends the consumer as usual.
         async def send_unless_gone(message):
+            if self.closing:
+                return
+            if message["type"] == "websocket.close":
+                self.closing = True
             try:
                 await send(message)
             except (Disconnected, OSError):
@@ -121,7 +128,7 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
             logger.warning("Chat handshake not handled, database unavailable")
             if self.member is None:
                 await self.accept()
-            await self.close_with(CLOSE_TRY_AGAIN_LATER)
+            await self.close(code=CLOSE_TRY_AGAIN_LATER)
 
     async def websocket_disconnect(self, message):
         # Channels' own also runs close_old_connections() in its one sync
@@ -148,10 +155,6 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
             if group is not None:
                 await self.channel_layer.group_discard(group, self.channel_name)
 
-    async def close_with(self, code):
-        self.closing = True
-        await self.close(code=code)
-
     async def receive(self, text_data=None, bytes_data=None):
         if self.closing:
             return
@@ -176,7 +179,7 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
                     self.member.user_id,
                     self.member.order_id,
                 )
-                await self.close_with(protocol.CLOSE_POLICY_VIOLATION)
+                await self.close(code=protocol.CLOSE_POLICY_VIOLATION)
                 return
             await self.send_refusal(error, ref)
         except Exception as error:
@@ -296,11 +299,11 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
     async def token_revoked(self, event):
         # The token this socket was opened with was revoked (logout).
         logger.info("Chat closed, token revoked: user %s", self.member.user_id if self.member else None)
-        await self.close_with(CLOSE_TOKEN_REVOKED)
+        await self.close(code=CLOSE_TOKEN_REVOKED)
 
     async def channel_layer_lost(self, event):
         # The channel layer's subscription to Redis broke: events sent
         # meanwhile never came. Close (try again later); the client
         # reconnects and resumes from the database.
         logger.info("Chat closed, channel layer lost: order %s", self.member.order_id if self.member else None)
-        await self.close_with(CLOSE_TRY_AGAIN_LATER)
+        await self.close(code=CLOSE_TRY_AGAIN_LATER)

@@ -16,6 +16,7 @@ from main.chat.consumer import ChatConsumer
 from main.chat.limits import STRIKE_LIMIT, RateLimiter, Strikes
 from main.chat.protocol import V2_SUBPROTOCOL, ChatError
 from main.chat.store import store_now
+from main.infra.answers import CLOSE_TRY_AGAIN_LATER
 from main.infra.redis_client import close_redis, get_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -616,3 +617,51 @@ async def test_an_event_for_a_socket_closed_under_it_is_dropped_and_its_user_sti
     await c.wait(TIMEOUT)  # and ended without an error
     await a.disconnect()
 
+
+class StrictServer:
+    """The server's side of a chat socket as uvicorn keeps it: once the
+    application has sent websocket.close, any further send is an error."""
+
+    def __init__(self, app):
+        self.app, self.after_close = app, []
+
+    async def __call__(self, scope, receive, send):
+        closed = False
+
+        async def sending(message):
+            nonlocal closed
+            if closed:
+                self.after_close.append(message["type"])
+                raise RuntimeError(f"Unexpected ASGI message '{message['type']}', after sending 'websocket.close'.")
+            closed = message["type"] == "websocket.close"
+            await send(message)
+
+        return await self.app(scope, receive, sending)
+
+
+async def test_after_closing_its_socket_a_consumer_sends_nothing_more_and_ends_cleanly(people):
+    """The channel layer's subscription broke twice in a row (two `lost`
+    events) and the room's events keep coming before the client's
+    disconnect arrives: one close, nothing sent after it, no error."""
+    from channels.layers import get_channel_layer
+
+    customer, order, agent, _ = people
+    server = StrictServer(ChatConsumer.as_asgi())
+    c = WebsocketCommunicator(server, f"/ws/customer-service/{order.pk}/", subprotocols=[V2_SUBPROTOCOL])
+    c.scope["user"] = customer
+    c.scope["url_route"] = {"kwargs": {"order_id": order.pk}}
+    assert (await c.connect(timeout=TIMEOUT))[0]
+    await receive(c, "history")
+
+    group, layer = service.group_name(order.pk), get_channel_layer()
+    await layer.group_send(group, {"type": "channel_layer.lost"})
+    await layer.group_send(group, {"type": "channel_layer.lost"})
+    await layer.group_send(group, {"type": "chat_typing", "username": "Adam Ford", "user_id": agent.pk})
+    output = await c.receive_output(TIMEOUT)
+    while output["type"] != "websocket.close":
+        output = await c.receive_output(TIMEOUT)
+    assert output["code"] == CLOSE_TRY_AGAIN_LATER
+    assert await c.receive_nothing(0.5)
+    await c.send_input({"type": "websocket.disconnect", "code": CLOSE_TRY_AGAIN_LATER})
+    await c.wait(TIMEOUT)  # ended without an error
+    assert server.after_close == []
