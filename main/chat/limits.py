@@ -3,7 +3,7 @@ sizes, rates and the strike count that closes a socket refusing to listen."""
 
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from django.conf import settings
 
@@ -32,14 +32,8 @@ class Limits:
 
     @classmethod
     def from_settings(cls):
-        return cls(
-            max_message_chars=settings.CHAT_MAX_MESSAGE_CHARS,
-            max_frame_bytes=settings.CHAT_MAX_FRAME_BYTES,
-            rate_burst=settings.CHAT_RATE_BURST,
-            rate_per_second=settings.CHAT_RATE_PER_SECOND,
-            history_page=settings.CHAT_HISTORY_PAGE,
-            resume_limit=settings.CHAT_RESUME_LIMIT,
-        )
+        """Each field from the setting CHAT_<FIELD>."""
+        return cls(**{field.name: getattr(settings, f"CHAT_{field.name.upper()}") for field in fields(cls)})
 
     def for_client(self):
         """What a v2 client is told in its `ready` event."""

@@ -124,3 +124,16 @@ def wait_for(condition, timeout, step=0.05):
         assert time.monotonic() - started < timeout, "not within the deadline"
         time.sleep(step)
     return time.monotonic() - started
+
+
+def converse(first, says, second, answers):
+    """`first` says something, `second` hears it and answers, `first` hears
+    the answer and `second` its own acknowledgement; then neither gets
+    anything more (no message twice)."""
+    first.say(says)
+    second.until("chat_message", message=says)
+    second.say(answers)
+    first.until("chat_message", message=answers)
+    second.until("chat_message", ref=answers)
+    for client in (first, second):
+        client.quiet(0.5)

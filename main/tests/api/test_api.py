@@ -188,27 +188,6 @@ def test_openapi_schema_is_valid(tmp_path):
     assert "/mobile-api/my-orders/{order_id}/tracker/" in (tmp_path / "schema.yaml").read_text()
 
 
-def test_migration_gives_existing_users_a_token(transactional_db):
-    from django.db.migrations.executor import MigrationExecutor
-
-    executor = MigrationExecutor(connection)
-    graph = executor.loader.graph
-    # Found by name, so the test survives the migration being renumbered.
-    target = next(n for n in graph.nodes if n[0] == "main" and n[1].endswith("_tokens_for_existing_users"))
-    before = [p.key for p in graph.node_map[target].parents if p.key[0] == "main"]
-    executor.migrate(before)
-    # Historical models: no post_save token, as for users made before tokens.
-    User = executor.loader.project_state(before).apps.get_model("main", "User")
-    users = [User.objects.create(email=f"old{n}@site.com", password="!") for n in range(3)]
-    assert not Token.objects.filter(user_id__in=[u.pk for u in users]).exists()
-
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
-
-    tokens = Token.objects.filter(user_id__in=[u.pk for u in users])
-    assert tokens.count() == 3 and all(len(t.key) == 40 for t in tokens)
-
-
 def test_no_token_or_password_in_the_server_log(app, standin, clean):
     """The worker writes every request's URI to its access log: the tokens the
     app sends in query strings must not land there, nor anything we log."""

@@ -15,7 +15,6 @@ from main.chat import consumer, service
 from main.chat.consumer import ChatConsumer
 from main.chat.limits import STRIKE_LIMIT, RateLimiter, Strikes
 from main.chat.protocol import V2_SUBPROTOCOL, ChatError
-from main.chat.store import store_now
 from main.infra.answers import CLOSE_TRY_AGAIN_LATER
 from main.infra.redis_client import close_redis, get_redis
 
@@ -39,16 +38,18 @@ async def redis_pool():
     await close_redis()
 
 
-def communicator(user, order_id, v2=False, query=""):
+def communicator(user, order_id, v2=False, query="", server=None):
+    """A client of a chat consumer; `server` wraps the consumer as a server would."""
     path = f"/ws/customer-service/{order_id}/" + (f"?{query}" if query else "")
-    c = WebsocketCommunicator(ChatConsumer.as_asgi(), path, subprotocols=[V2_SUBPROTOCOL] if v2 else None)
+    app = ChatConsumer.as_asgi() if server is None else server
+    c = WebsocketCommunicator(app, path, subprotocols=[V2_SUBPROTOCOL] if v2 else None)
     c.scope["user"] = user
     c.scope["url_route"] = {"kwargs": {"order_id": order_id}}
     return c
 
 
-async def connected(user, order_id, v2=False, query=""):
-    c = communicator(user, order_id, v2, query)
+async def connected(user, order_id, v2=False, query="", server=None):
+    c = communicator(user, order_id, v2, query, server)
     ok, subprotocol = await c.connect(timeout=TIMEOUT)
     assert ok
     assert subprotocol == (V2_SUBPROTOCOL if v2 else None)
@@ -77,6 +78,11 @@ async def redis_keys(order_id):
 def list_layer(settings):
     """channels_redis's list-based layer (CHANNEL_LAYER=redis) for this test."""
     settings.CHANNEL_LAYERS = {"default": settings.CHANNEL_LAYER_CONFIGS["redis"]}
+
+
+def v1_message(username, text):
+    """A chat_message as v1 has it: the chapter's three keys, nothing more."""
+    return {"type": "chat_message", "username": username, "message": text}
 
 
 async def test_v1_gets_the_chapters_exact_shapes_and_no_v2_events(people):
@@ -205,11 +211,7 @@ async def test_v1_bad_input_is_dropped_silently_and_the_chat_goes_on(people):
     await c.send_to(bytes_data=b"\x00\x01")
     assert await c.receive_nothing(timeout=0.3)
     await c.send_json_to({"type": "message", "message": "ok"})
-    assert await c.receive_json_from(timeout=TIMEOUT) == {
-        "type": "chat_message",
-        "username": "Jane Doe",
-        "message": "ok",
-    }
+    assert await c.receive_json_from(timeout=TIMEOUT) == v1_message("Jane Doe", "ok")
     await c.disconnect()
 
 
@@ -405,49 +407,12 @@ async def test_resume_by_seq_gets_a_message_that_was_fanned_out_late(people):
     await c.disconnect()
 
 
-def test_seq_numbers_have_no_gaps_and_follow_commit_order_under_concurrent_senders(transactional_db):
-    """Senders on different connections (as on different server processes)
-    storing at once: each order's messages are numbered 1..n, in id order."""
-    import threading
-
-    from django.db import connection
-
-    customer = factories.UserFactory()
-    orders = factories.OrderFactory.create_batch(2, user=customer)
-    start = threading.Barrier(8)
-    failures = []
-
-    def send(n):
-        try:
-            start.wait(timeout=10)
-            for i in range(5):
-                store_now(orders[(n + i) % 2].pk, customer.pk, f"{n}.{i}")
-        except Exception as error:  # reported below, from the test's thread
-            failures.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=send, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert failures == []
-    for order in orders:
-        rows = list(models.ChatMessage.objects.filter(order=order).order_by("id").values_list("seq", flat=True))
-        assert rows == list(range(1, 21))
-
-
 async def test_v1_events_have_no_seq_or_ref(people):
     customer, order, _, _ = people
     c = await connected(customer, order.pk)
     await receive(c, "chat_join")
     await c.send_json_to({"type": "message", "message": "hi", "ref": "r1"})
-    assert await c.receive_json_from(timeout=TIMEOUT) == {
-        "type": "chat_message",
-        "username": "Jane Doe",
-        "message": "hi",
-    }
+    assert await c.receive_json_from(timeout=TIMEOUT) == v1_message("Jane Doe", "hi")
     await c.disconnect()
 
 
@@ -523,32 +488,6 @@ def test_strikes_count_only_recent_refusals_in_a_row():
     assert not strikes.refused()
 
 
-def test_migration_numbers_existing_messages_per_order_in_id_order(transactional_db):
-    from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
-
-    executor = MigrationExecutor(connection)
-    graph = executor.loader.graph
-    target = next(n for n in graph.nodes if n[0] == "main" and n[1].endswith("_chatmessage_seq"))
-    before = [p.key for p in graph.node_map[target].parents if p.key[0] == "main"]
-    executor.migrate(before)
-    old = executor.loader.project_state(before).apps
-    User, Order, ChatMessage = (old.get_model("main", name) for name in ("User", "Order", "ChatMessage"))
-    user = User.objects.create(email="old@site.com", password="!")
-    a, b = (Order.objects.create(user=user) for _ in range(2))
-    for n in range(5):
-        ChatMessage.objects.create(order=a if n % 2 else b, user=user, text=f"m{n}")
-
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
-
-    for order, texts in ((b.pk, ["m0", "m2", "m4"]), (a.pk, ["m1", "m3"])):
-        rows = list(models.ChatMessage.objects.filter(order_id=order).order_by("id").values_list("seq", "text"))
-        assert rows == list(enumerate(texts, start=1))
-    # New messages go on from there.
-    assert store_now(a.pk, user.pk, "new").seq == 3
-
-
 async def test_a_heartbeat_brings_back_a_group_membership_redis_lost(people, monkeypatch, list_layer):
     """With the list-based layer: Redis restarted without its data, the
     sockets' group memberships are gone, so messages reach nobody until each
@@ -601,10 +540,7 @@ class GoneClient:
 async def test_an_event_for_a_socket_closed_under_it_is_dropped_and_its_user_still_leaves(people):
     customer, order, agent, _ = people
     server = GoneClient(ChatConsumer.as_asgi())
-    c = WebsocketCommunicator(server, f"/ws/customer-service/{order.pk}/", subprotocols=[V2_SUBPROTOCOL])
-    c.scope["user"] = customer
-    c.scope["url_route"] = {"kwargs": {"order_id": order.pk}}
-    assert (await c.connect(timeout=TIMEOUT))[0]
+    c = await connected(customer, order.pk, v2=True, server=server)
     a = await connected(agent, order.pk, v2=True)
 
     server.gone = True  # the customer's connection drops as the agent writes
@@ -647,10 +583,7 @@ async def test_after_closing_its_socket_a_consumer_sends_nothing_more_and_ends_c
 
     customer, order, agent, _ = people
     server = StrictServer(ChatConsumer.as_asgi())
-    c = WebsocketCommunicator(server, f"/ws/customer-service/{order.pk}/", subprotocols=[V2_SUBPROTOCOL])
-    c.scope["user"] = customer
-    c.scope["url_route"] = {"kwargs": {"order_id": order.pk}}
-    assert (await c.connect(timeout=TIMEOUT))[0]
+    c = await connected(customer, order.pk, v2=True, server=server)
     await receive(c, "history")
 
     group, layer = service.group_name(order.pk), get_channel_layer()

@@ -10,6 +10,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from main import factories, models
 from main.chat import store as chat_store
+from main.chat.store import store_now
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,13 +45,35 @@ def test_messages_sent_together_share_a_transaction_and_keep_their_order():
     assert len(transactions_of(orders[0]) | transactions_of(orders[1]) | transactions_of(orders[2])) == 1
 
 
+def together(*functions):
+    """Run each function in a thread of its own (its own database
+    connection), all released at once; the exceptions they raised."""
+    start = threading.Barrier(len(functions))
+    failures = []
+
+    def run(function):
+        try:
+            start.wait(timeout=10)
+            function()
+        except Exception as error:  # reported by the caller, from the test's thread
+            failures.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(function,)) for function in functions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return failures
+
+
 def test_writers_of_several_processes_and_single_saves_never_share_a_seq():
     """Batches from several loops (as in several server processes, each with
-    its own connection) and plain saves, on the same orders at once."""
+    its own connection) and single messages stored from sync code, on the
+    same orders at once."""
     customer = factories.UserFactory()
     orders = factories.OrderFactory.create_batch(2, user=customer)
-    start = threading.Barrier(4)
-    failures = []
 
     def process(n):
         async def send():
@@ -61,32 +84,30 @@ def test_writers_of_several_processes_and_single_saves_never_share_a_seq():
                 )
             await writer.close()
 
-        try:
-            start.wait(timeout=10)
-            asyncio.run(send())
-        except Exception as error:  # reported below, from the test's thread
-            failures.append(error)
-        finally:
-            connection.close()
+        return lambda: asyncio.run(send())
 
     def saves():
-        try:
-            start.wait(timeout=10)
-            for i in range(10):
-                chat_store.store_now(orders[i % 2].pk, customer.pk, f"save {i}")
-        except Exception as error:
-            failures.append(error)
-        finally:
-            connection.close()
+        for i in range(10):
+            chat_store.store_now(orders[i % 2].pk, customer.pk, f"save {i}")
 
-    threads = [threading.Thread(target=process, args=(n,)) for n in range(3)] + [threading.Thread(target=saves)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert failures == []
+    assert together(process(0), process(1), process(2), saves) == []
     for order in orders:
         assert [seq for seq, _ in seqs_in_id_order(order)] == list(range(1, 51))
+
+
+def test_seq_numbers_have_no_gaps_and_follow_commit_order_under_concurrent_senders():
+    """Senders on different connections (as on different server processes)
+    storing at once: each order's messages are numbered 1..n, in id order."""
+    customer = factories.UserFactory()
+    orders = factories.OrderFactory.create_batch(2, user=customer)
+
+    def sender(n):
+        return lambda: [store_now(orders[(n + i) % 2].pk, customer.pk, f"{n}.{i}") for i in range(5)]
+
+    assert together(*(sender(n) for n in range(8))) == []
+    for order in orders:
+        rows = list(models.ChatMessage.objects.filter(order=order).order_by("id").values_list("seq", flat=True))
+        assert rows == list(range(1, 21))
 
 
 def test_a_message_that_cannot_be_stored_does_not_keep_the_others_out():

@@ -24,7 +24,7 @@ from main.chat.protocol import V2_SUBPROTOCOL
 from main.infra.answers import CLOSE_TRY_AGAIN_LATER
 
 from .. import mobile_servers
-from ..clients import ChatClient, open_chat, token, wait_for
+from ..clients import ChatClient, converse, open_chat, token, wait_for
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -96,13 +96,7 @@ def test_redis_restart_mid_chat_closes_sockets_that_reconnect_and_resume(worker_
     for client in (c, a):
         client.send({"type": "heartbeat"})
     presence_took = wait_for(lambda: present(server, agent) == {order.pk: both}, TIMEOUT)
-    c.say("after")
-    a.until("chat_message", message="after")
-    a.say("welcome back")
-    c.until("chat_message", message="welcome back")
-    a.until("chat_message", ref="welcome back")
-    for client in (c, a):
-        client.quiet(0.5)
+    converse(c, "after", a, "welcome back")
 
     stored = stored_seqs(order)
     texts = list(models.ChatMessage.objects.filter(order=order).order_by("seq").values_list("text", flat=True))
@@ -178,13 +172,7 @@ def test_a_killed_worker_s_client_resumes_on_another_with_no_loss_or_duplicate(w
 
     c.connect(two, resume=True)  # the client reconnects (to the other worker) from its seq
     resumed = c.seqs[len(had) :]
-    a.say("after the return")
-    c.until("chat_message", message="after the return")
-    c.say("thanks")
-    a.until("chat_message", message="thanks")
-    c.until("chat_message", ref="thanks")
-    for client in (c, a):
-        client.quiet(0.5)
+    converse(a, "after the return", c, "thanks")
 
     stored = stored_seqs(order)
     assert len(stored) == 7

@@ -1,7 +1,11 @@
-"""The benchmark's quick mode runs, prints every row and leaves its results
-(results.json, table.md and the latency plot) in artifacts/bench, so the
-instrument never rots. (It starts its own Redis and servers and uses its own
-database; the figures themselves are not checked here.)"""
+"""The benchmark's and the soak's quick modes run and pass, so the
+instruments never rot. The benchmark prints every row and leaves its results
+(results.json, table.md and the latency plot) in artifacts/bench; the soak
+holds 200 chat sockets on one worker of the shipped application, with
+messages, heartbeats and an employee's dashboard stream, checked for lost or
+duplicated messages, errors and presence flaps. (Each starts its own Redis
+and servers and uses its own database; the figures themselves are not
+checked, and the soak judges memory only in longer runs.)"""
 
 import json
 import re
@@ -15,18 +19,20 @@ import pytest
 from harness.servers import ROOT
 
 OUT = ROOT / "artifacts" / "bench"
+SOAK_FIGURES = ("connect", "server CPU", "redis", "heartbeats", "messages", "latency", "check", "presence", "memory")
+
+
+def quick(module, *args, timeout=120):
+    """`python -m <module> --quick <args>`, run to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", module, "--quick", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.timeout(180)
 def test_bench_quick_prints_all_seven_rows_and_writes_its_results():
     started = time.time()
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = quick("bench.run")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     rows = set(re.findall(r"^\| (\d)\. ", run.stdout, re.MULTILINE))
     assert rows == {str(n) for n in range(1, 8)}, run.stdout
@@ -71,13 +77,7 @@ def test_bench_quick_prints_all_seven_rows_and_writes_its_results():
 
 @pytest.mark.timeout(120)
 def test_bench_runs_our_application_on_daphne_for_comparison():
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--quick", "--p-server", "daphne", "--targets", "P", "--rows", "1,5"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    run = quick("bench.run", "--p-server", "daphne", "--targets", "P", "--rows", "1,5", timeout=90)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     results = json.loads((OUT / "results.json").read_text())
     assert (results["status"], results["p_server"], results["targets"]) == ("ok", "daphne", ["P"])
@@ -85,3 +85,13 @@ def test_bench_runs_our_application_on_daphne_for_comparison():
     assert {r["row"] for r in results["rows"]} == {1, 5}
     assert all(r["figures"]["P"] for r in results["rows"] if r["label"].startswith("1. latency"))
     assert results["plot"] is None  # no sweep, and never docs/ for another server
+
+
+@pytest.mark.timeout(150)
+def test_soak_quick_passes():
+    run = quick("bench.soak")
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-3000:]
+    for figure in SOAK_FIGURES:
+        assert re.search(rf"^{figure}: ", run.stdout, re.MULTILINE), f"no {figure!r} line:\n{run.stdout}"
+    assert re.search(r"^check: 0 lost, 0 duplicated, 0 unconfirmed of [1-9]", run.stdout, re.MULTILINE), run.stdout
+    assert run.stdout.rstrip().endswith("PASS"), run.stdout

@@ -1,0 +1,73 @@
+"""The data migrations: what existed before a migration is carried over."""
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from rest_framework.authtoken.models import Token
+
+from main import models
+from main.chat.store import store_now
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def migrate_to_just_before(suffix):
+    """The test database migrated back to just before main's migration whose
+    name ends with `suffix` (found by name, so a renumbering does not matter);
+    the models as they were then."""
+    executor = MigrationExecutor(connection)
+    graph = executor.loader.graph
+    target = next(n for n in graph.nodes if n[0] == "main" and n[1].endswith(suffix))
+    before = [p.key for p in graph.node_map[target].parents if p.key[0] == "main"]
+    executor.migrate(before)
+    return executor.loader.project_state(before).apps
+
+
+def migrate_to_the_latest():
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_migration_gives_existing_users_a_token():
+    # Historical models: no post_save token, as for users made before tokens.
+    User = migrate_to_just_before("_tokens_for_existing_users").get_model("main", "User")
+    users = [User.objects.create(email=f"old{n}@site.com", password="!") for n in range(3)]
+    assert not Token.objects.filter(user_id__in=[u.pk for u in users]).exists()
+
+    migrate_to_the_latest()
+
+    tokens = Token.objects.filter(user_id__in=[u.pk for u in users])
+    assert tokens.count() == 3 and all(len(t.key) == 40 for t in tokens)
+
+
+def test_migration_numbers_existing_messages_per_order_in_id_order():
+    old = migrate_to_just_before("_chatmessage_seq")
+    User, Order, ChatMessage = (old.get_model("main", name) for name in ("User", "Order", "ChatMessage"))
+    user = User.objects.create(email="old@site.com", password="!")
+    a, b = (Order.objects.create(user=user) for _ in range(2))
+    for n in range(5):
+        ChatMessage.objects.create(order=a if n % 2 else b, user=user, text=f"m{n}")
+
+    migrate_to_the_latest()
+
+    for order, texts in ((b.pk, ["m0", "m2", "m4"]), (a.pk, ["m1", "m3"])):
+        rows = list(models.ChatMessage.objects.filter(order_id=order).order_by("id").values_list("seq", "text"))
+        assert rows == list(enumerate(texts, start=1))
+    # New messages go on from there.
+    assert store_now(a.pk, user.pk, "new").seq == 3
+
+
+def store_function_exists():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_proc WHERE proname = 'main_store_chat_messages'")
+        return cursor.fetchone()[0] == 1
+
+
+def test_the_old_store_function_is_dropped_and_comes_back_when_migrating_back():
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL function")
+    assert not store_function_exists()
+    migrate_to_just_before("_drop_store_chat_messages_function")
+    assert store_function_exists()
+    migrate_to_the_latest()
+    assert not store_function_exists()
