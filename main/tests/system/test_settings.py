@@ -1,9 +1,13 @@
+import json
 import os
 import subprocess
 import sys
 import urllib.request
 
+from websockets.sync.client import connect
+
 from harness import servers
+from main.chat.protocol import V2_SUBPROTOCOL
 
 
 def run_settings(**env):
@@ -57,9 +61,37 @@ def test_embedded_default_smoke(tmp_path):
         with urllib.request.urlopen(f"{server.url}/login/?token=s3cret-token", timeout=10) as response:
             assert response.status == 200
             assert b"Log in" in response.read()
+        chat_on_sqlite(server)
         log = server.log()
         assert "REDIS_URL is not set" in log
         assert "ASGI" in log  # daphne's runserver, not the WSGI one
         assert "GET /login/ 200" in log and "s3cret" not in log  # no query strings in logs
+        assert "Traceback" not in log
     finally:
         server.stop()
+
+
+def chat_on_sqlite(server):
+    """The demo's customer chats on SQLite: messages numbered 1, 2, 3 in the
+    order they were sent, and there again after a reconnect."""
+    login = urllib.request.Request(
+        f"{server.url}/mobile-api/auth/",
+        data=json.dumps({"username": "john@bestemails.com", "password": "booktime-demo"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(login, timeout=10) as response:
+        key = json.loads(response.read())["token"]
+    url = f"{server.ws_url}/ws/customer-service/1/?token={key}"
+    with connect(url, subprotocols=[V2_SUBPROTOCOL], open_timeout=10, proxy=None) as ws:
+        for n in range(3):
+            ws.send(json.dumps({"type": "message", "message": f"hello {n}"}))
+        seqs = []
+        while len(seqs) < 3:
+            event = json.loads(ws.recv(timeout=10))
+            if event["type"] == "chat_message":
+                seqs.append((event["seq"], event["message"]))
+    assert seqs == [(1, "hello 0"), (2, "hello 1"), (3, "hello 2")]
+    with connect(url, subprotocols=[V2_SUBPROTOCOL], open_timeout=10, proxy=None) as ws:
+        while (event := json.loads(ws.recv(timeout=10)))["type"] != "history":
+            pass
+    assert [(m["seq"], m["message"]) for m in event["messages"]] == seqs
