@@ -2,17 +2,20 @@
 
 Each order's messages are numbered 1, 2, 3... (`seq`) with no gaps, in the
 order they were stored: a batch takes, per order, the latest stored seq and
-numbers its messages after it in arrival order (INSERT_SQL, one statement on
-every database). On PostgreSQL the orders' rows are locked first, in id
-order, so batches of several processes wait for each other, never deadlock,
-and each sees what the one before it stored; SQLite has one writer at a time.
+numbers its messages after it in arrival order. NUMBER is that statement,
+written once for every database: on PostgreSQL it runs inside the function
+`main_store_chat_messages` (installed by migrations from POSTGRESQL_FUNCTION,
+which first locks the orders' rows in id order, so batches of several
+processes wait for each other, never deadlock, and each sees what the one
+before it stored), one call per batch; SQLite has one writer at a time and
+runs it as it is.
 
 The process's MessageWriter stores what its sockets send in batches (the
 messages that arrive while a write is on its way go together in the next
 one): one transaction, one commit to wait for, however many chats and
-senders a batch holds. On PostgreSQL it writes on a connection of its own
-from the event loop, the lock and the insert pipelined in one round trip.
-`store_now` stores from sync code (the demo data, the tests).
+senders a batch holds. On PostgreSQL it calls the function on a connection
+of its own from the event loop. `store_messages` and `store_now` store from
+sync code (the demo data, the tests).
 """
 
 import asyncio
@@ -34,32 +37,56 @@ MAX_BATCH = 500  # messages per transaction
 WRITE_TIMEOUT_SECONDS = 10.0
 
 MESSAGES, ORDERS = ChatMessage._meta.db_table, Order._meta.db_table
-LOCK_ORDERS = f"SELECT 1 FROM {ORDERS} WHERE id = ANY(%s) ORDER BY id FOR UPDATE"  # PostgreSQL only
 
+# Numbers and stores a batch whose rows (n: arrival order, order_id,
+# user_id, text) come from {batch}, created at {created}.
+NUMBER = f"""WITH batch(n, order_id, user_id, text) AS ({{batch}}),
+latest(order_id, seq) AS (
+    SELECT o.id, (SELECT COALESCE(MAX(m.seq), 0) FROM {MESSAGES} m WHERE m.order_id = o.id)
+    FROM {ORDERS} o WHERE o.id IN (SELECT order_id FROM batch))
+INSERT INTO {MESSAGES} (order_id, user_id, text, seq, created)
+SELECT b.order_id, b.user_id, b.text, l.seq + ROW_NUMBER() OVER (PARTITION BY b.order_id ORDER BY b.n), {{created}}
+FROM batch b JOIN latest l ON l.order_id = b.order_id
+ORDER BY b.n
+RETURNING {MESSAGES}.id, {MESSAGES}.order_id, {MESSAGES}.seq, {MESSAGES}.created"""
 
-def insert_sql(count):
-    """The statement that numbers and stores `count` messages (params: order
-    id, user id and text for each, then the time they were created)."""
-    rows = ", ".join(f"({n}, CAST(%s AS BIGINT), CAST(%s AS BIGINT), CAST(%s AS TEXT))" for n in range(1, count + 1))
-    return (
-        f"WITH batch(n, order_id, user_id, text) AS (VALUES {rows}),"
-        f" latest(order_id, seq) AS (SELECT o.id, (SELECT COALESCE(MAX(m.seq), 0) FROM {MESSAGES} m"
-        f" WHERE m.order_id = o.id) FROM {ORDERS} o WHERE o.id IN (SELECT order_id FROM batch))"
-        f" INSERT INTO {MESSAGES} (order_id, user_id, text, seq, created)"
-        " SELECT b.order_id, b.user_id, b.text, l.seq + ROW_NUMBER() OVER (PARTITION BY b.order_id ORDER BY b.n), %s"
-        " FROM batch b JOIN latest l ON l.order_id = b.order_id ORDER BY b.n"
-        " RETURNING id, order_id, seq"
+FUNCTION = "main_store_chat_messages"
+# The orders' rows are locked, then the batch numbered and stored; the
+# function is VOLATILE, so each statement in it sees what was committed
+# before the lock was granted.
+POSTGRESQL_FUNCTION = f"""CREATE OR REPLACE FUNCTION {FUNCTION}(order_ids bigint[], user_ids bigint[], texts text[])
+RETURNS TABLE (id bigint, order_id bigint, seq bigint, created timestamptz)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM 1 FROM {ORDERS} o WHERE o.id = ANY(order_ids) ORDER BY o.id FOR UPDATE;
+    RETURN QUERY {
+    NUMBER.format(
+        batch="SELECT n, order_id, user_id, text FROM unnest(order_ids, user_ids, texts)"
+        " WITH ORDINALITY AS u(order_id, user_id, text, n)",
+        created="now()",
     )
+};
+END
+$$"""
+CALL = f"SELECT id, order_id, seq, created FROM {FUNCTION}(%s::bigint[], %s::bigint[], %s::text[])"
+
+
+def values_sql(count):
+    """NUMBER for `count` messages given as parameters (order id, user id and
+    text for each, then the time they were created), for other databases."""
+    rows = ", ".join(f"({n}, CAST(%s AS BIGINT), CAST(%s AS BIGINT), CAST(%s AS TEXT))" for n in range(1, count + 1))
+    return NUMBER.format(batch=f"VALUES {rows}", created="%s")
 
 
 class OrderGone(DatabaseError):
     """The message's order was deleted before it could be stored."""
 
 
-def outcomes(items, rows, created):
+def outcomes(items, rows):
     """The stored ChatMessage (or OrderGone) for each of `items`, from the
-    (id, order_id, seq) rows their insert returned: an order's rows, in seq
-    order, are its items in arrival order."""
+    (id, order_id, seq, created) rows their batch returned: an order's rows,
+    in seq order, are its items in arrival order."""
     rows_by_order = {}
     for row in sorted(rows, key=lambda row: row[2]):
         rows_by_order.setdefault(row[1], []).append(row)
@@ -68,26 +95,29 @@ def outcomes(items, rows, created):
         if not rows_by_order.get(order_id):
             answers.append(OrderGone(f"Order {order_id} no longer exists."))
             continue
-        pk, _, seq = rows_by_order[order_id].pop(0)
+        pk, _, seq, created = rows_by_order[order_id].pop(0)
         answers.append(ChatMessage(pk=pk, order_id=order_id, user_id=user_id, text=text, seq=seq, created=created))
     return answers
 
 
-def _params(items, created):
-    return [value for item in items for value in item] + [created]
+def columns(items):
+    """The batch as the function's three arrays."""
+    return [list(column) for column in zip(*items, strict=True)]
 
 
 def store_messages(items):
     """Store [(order_id, user_id, text)] through Django's connection, in one
     transaction: a ChatMessage or OrderGone for each. Raises if any cannot be
     stored (a user deleted meanwhile)."""
-    created = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(LOCK_ORDERS, [sorted({order_id for order_id, _, _ in items})])
-        cursor.execute(insert_sql(len(items)), _params(items, connection.ops.adapt_datetimefield_value(created)))
-        rows = cursor.fetchall()
-    return outcomes(items, rows, created)
+            cursor.execute(CALL, columns(items))
+            return outcomes(items, cursor.fetchall())
+        created = timezone.now()
+        params = [value for item in items for value in item]
+        cursor.execute(values_sql(len(items)), [*params, connection.ops.adapt_datetimefield_value(created)])
+        # SQLite returns the time as text: the value it was given stands in.
+        return outcomes(items, [(*row[:3], created) for row in cursor.fetchall()])
 
 
 def store_now(order_id, user_id, text):
@@ -135,7 +165,6 @@ class MessageWriter:
         return answers
 
     async def insert_own_connection(self, items):
-        created = timezone.now()
         db.fail_fast()
         try:
             # psycopg's errors raised as the ORM raises them (django.db.utils).
@@ -145,10 +174,7 @@ class MessageWriter:
                         self.connection = await psycopg.AsyncConnection.connect(
                             **self.connection_params(), autocommit=True
                         )
-                    conn = self.connection
-                    async with conn.pipeline(), conn.transaction():
-                        await conn.execute(LOCK_ORDERS, [sorted({order_id for order_id, _, _ in items})], prepare=True)
-                        cursor = await conn.execute(insert_sql(len(items)), _params(items, created))
+                    cursor = await self.connection.execute(CALL, columns(items), prepare=True)
                     rows = await cursor.fetchall()
         except BaseException as error:
             if not isinstance(error, IntegrityError):
@@ -157,7 +183,7 @@ class MessageWriter:
                 await self.disconnect()
             db.noticed(error)
             raise
-        return outcomes(items, rows, created)
+        return outcomes(items, rows)
 
     def connection_params(self):
         """Django's parameters for its PostgreSQL connection (the test

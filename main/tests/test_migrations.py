@@ -6,6 +6,7 @@ from django.db.migrations.executor import MigrationExecutor
 from rest_framework.authtoken.models import Token
 
 from main import models
+from main.chat import store
 from main.chat.store import store_now
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -57,17 +58,20 @@ def test_migration_numbers_existing_messages_per_order_in_id_order():
     assert store_now(a.pk, user.pk, "new").seq == 3
 
 
-def store_function_exists():
+def store_function_body():
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_proc WHERE proname = 'main_store_chat_messages'")
-        return cursor.fetchone()[0] == 1
+        cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = %s", [store.FUNCTION])
+        return cursor.fetchone()[0]
 
 
-def test_the_old_store_function_is_dropped_and_comes_back_when_migrating_back():
+def test_the_database_holds_the_store_function_the_code_defines():
+    """main.chat.store's function is installed by a migration: a change to it
+    without a migration that installs it again fails here."""
     if connection.vendor != "postgresql":
         pytest.skip("a PostgreSQL function")
-    assert not store_function_exists()
-    migrate_to_just_before("_drop_store_chat_messages_function")
-    assert store_function_exists()
+    defined = store.POSTGRESQL_FUNCTION.split("$$")[1]
+    assert store_function_body() == defined
+    old = migrate_to_just_before("_store_chat_messages_from_the_store")
+    assert store_function_body() != defined and old is not None
     migrate_to_the_latest()
-    assert not store_function_exists()
+    assert store_function_body() == defined

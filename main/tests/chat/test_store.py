@@ -186,3 +186,26 @@ def test_a_batch_makes_no_django_connection_object_of_its_own():
 
     assert asyncio.run(run()) == 0
     assert models.ChatMessage.objects.filter(order=order).count() == 21
+
+
+def test_after_a_refused_batch_the_writer_s_connection_serves_the_next_one():
+    """A batch refused by a constraint ends its transaction, and the writer
+    goes on with the same connection (not a failed transaction, not a new
+    connection)."""
+    customer = factories.UserFactory()
+    order = factories.OrderFactory(user=customer)
+
+    async def write():
+        writer = chat_store.MessageWriter()
+        try:
+            await writer.store(order.pk, customer.pk, "first")
+            connection_before = writer.connection
+            with pytest.raises(IntegrityError):  # NOT NULL: refused by the insert itself, not at commit
+                await writer.write_batch([(order.pk, customer.pk, None)])
+            after = await writer.store(order.pk, customer.pk, "after")
+            return after, writer.connection is connection_before
+        finally:
+            await writer.close()
+
+    after, same_connection = asyncio.run(write())
+    assert after.seq == 2 and same_connection
