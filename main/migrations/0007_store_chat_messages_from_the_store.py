@@ -1,7 +1,8 @@
-"""The function that stores a batch of chat messages is now written in
-main.chat.store (one numbering statement for every database) and installed
-from there; a later change to it comes with a migration that installs it
-again (main/tests/test_migrations.py checks the database holds the current one)."""
+"""The function that stores a batch of chat messages is written in
+main.conversations.store (its statements written once for every database)
+and installed from there, by this migration and by each later one that
+changes it (main/tests/test_migrations.py checks the database holds the
+code's)."""
 
 import importlib
 
@@ -9,13 +10,14 @@ from django.db import migrations
 
 
 def install(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        from main.chat.store import POSTGRESQL_FUNCTION
+    from main.conversations.store import install
 
-        schema_editor.execute(POSTGRESQL_FUNCTION)
+    install(schema_editor)
 
 
 def restore(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("DROP FUNCTION IF EXISTS main_store_chat_messages(bigint[], bigint[], text[], text[])")
     importlib.import_module("main.migrations.0006_store_chat_messages_function").create(apps, schema_editor)
 
 

@@ -29,10 +29,12 @@ __all__ = [
     "PRESENCE_SECONDS",
     "Presence",
     "Snapshot",
+    "agents_online",
     "changes",
     "listening",
     "snapshot",
     "touch",
+    "touch_agent",
     "touch_soon",
 ]
 
@@ -50,6 +52,9 @@ class RedisPresence:
         if live:
             return await live_listing().read()
         return await redis_store.listing(0.0)
+
+    async def agents_online(self, emails=()):
+        return await redis_store.agents(emails)
 
     def hub(self):
         """The running loop's hub; closed at server shutdown."""
@@ -82,6 +87,17 @@ async def snapshot(live=False) -> Snapshot:
     """Everyone present now; `live`: and anyone whose next heartbeat may still
     be on its way (the grace), as the live dashboard shows them."""
     return await backend().snapshot(live)
+
+
+async def touch_agent(email: str) -> int:
+    """An employee with the inbox open counts as an agent online for 10 s
+    (one heartbeating in a chat counts already); how many are online now."""
+    return await backend().agents_online([email])
+
+
+async def agents_online() -> int:
+    """How many employees heartbeat in a chat or have the inbox open."""
+    return await backend().agents_online()
 
 
 @asynccontextmanager

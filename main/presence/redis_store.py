@@ -35,6 +35,11 @@ def keys(prefix=None):
     return f"{prefix}expiry", f"{prefix}info", f"{prefix}log", f"{prefix}changes"
 
 
+def agents_key(prefix=None):
+    """The sorted set of agents online (emails, by when they stop being)."""
+    return f"{settings.PRESENCE_KEY_PREFIX if prefix is None else prefix}agents"
+
+
 def member(order_id, email):
     """A person's member in the expiry set and info hash: JSON, so any
     character in an email is safe."""
@@ -119,7 +124,8 @@ def touch_calls(batch, seconds=PRESENCE_SECONDS, prefix=None):
     expiry, info, log, channel = keys(prefix)
     args = [arg for heartbeat in batch for arg in heartbeat]
     chunk = 3 * TOUCH_SCRIPT_HEARTBEATS  # three arguments each
-    return [([expiry, info, log], [seconds, channel, *args[i : i + chunk]]) for i in range(0, len(args), chunk)]
+    script_keys = [expiry, info, log, agents_key(prefix)]
+    return [(script_keys, [seconds, channel, *args[i : i + chunk]]) for i in range(0, len(args), chunk)]
 
 
 async def _touch_batch(client, batch):
@@ -153,6 +159,12 @@ async def listing(grace):
     expiry, info, log, _ = keys()
     [(now, members, infos, soonest)] = await run_scripts(get_redis(), scripts.LIST, [([expiry, info, log], [grace])])
     return Snapshot(float(now), in_order(people(members, infos)), epoch(soonest), grace)
+
+
+async def agents(emails=(), seconds=PRESENCE_SECONDS):
+    """Count `emails` as agents online for `seconds`; how many are online now."""
+    [count] = await run_scripts(get_redis(), scripts.AGENTS, [([agents_key()], [seconds, *emails])])
+    return count
 
 
 async def read_log(last):

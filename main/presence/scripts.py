@@ -28,6 +28,7 @@ def load(*names):
     return source
 
 
-TOUCH = load("head", "touch")  # KEYS: expiry, info, log
+TOUCH = load("head", "touch")  # KEYS: expiry, info, log, agents
+AGENTS = load("agents")
 LIST = load("head", "listing", "list")
 READ = load("head", "listing", "read")

@@ -390,3 +390,15 @@ async def test_a_large_batch_of_heartbeats_is_split_into_several_script_calls(pr
     await asyncio.gather(*(presence.touch(7, f"user{n}@site.com", False) for n in range(10)))
     assert await script_calls() - before == 4  # 3 + 3 + 3 + 1 heartbeats
     assert len((await presence.snapshot()).people) == 11
+
+
+async def test_agents_online_are_employees_in_a_chat_or_with_the_inbox_open(store, close_pool):
+    """Counted once each, however many chats they are in; customers never."""
+    assert await presence.agents_online() == 0
+    await presence.touch(1, "agent@booktime.domain", True)
+    await presence.touch(2, "agent@booktime.domain", True)
+    await presence.touch(2, "customer@site.com", False)
+    assert await presence.agents_online() == 1
+    assert await presence.touch_agent("inbox@booktime.domain") == 2
+    assert await presence.touch_agent("inbox@booktime.domain") == 2
+    assert await presence.agents_online() == 2
