@@ -28,11 +28,19 @@ class PresenceWatch:
     gaps: list = field(default_factory=list)  # seconds a member was missing
     flaps: list = field(default_factory=list)  # (loop time, role, "gone" | "restarted")
     max_event_bytes: int = 0
+    chats: dict = field(default_factory=dict)  # order id -> chat, as the events so far say
 
     def event(self, data, now):
-        """One dashboard event (everyone present) at loop time `now`."""
+        """One dashboard event at loop time `now`: everyone present (the
+        first), or what changed since the last."""
         self.events += 1
-        current = {(c["order_id"], p["email"]): p["since"] for c in data["chats"] for p in c["present"]}
+        if "chats" in data:
+            self.chats = {c["order_id"]: c for c in data["chats"]}
+        else:
+            self.chats.update((c["order_id"], c) for c in data["changed"])
+            for order_id in data["removed"]:
+                self.chats.pop(order_id, None)
+        current = {(c["order_id"], p["email"]): p["since"] for c in self.chats.values() for p in c["present"]}
         if self.judging:
             for member in self.last.keys() - current.keys():
                 self.gone[role(member)] += 1

@@ -219,7 +219,11 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "main.api.errors.exception_handler",
     # Login attempts per client IP address (docs/mobile-api.md, "Login throttle").
-    "DEFAULT_THROTTLE_RATES": {"mobile-login": env.str("MOBILE_LOGIN_RATE", default="10/min")},
+    "DEFAULT_THROTTLE_RATES": {
+        "mobile-login": env.str("MOBILE_LOGIN_RATE", default="10/min"),
+        # Messages sent through the conversations API, per user.
+        "chat-send": env.str("CHAT_API_SEND_RATE", default="60/min"),
+    },
     # 0: the throttle counts by the connecting address and ignores
     # X-Forwarded-For, which a client can forge. Behind nginx, set it to 1.
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),

@@ -233,18 +233,29 @@ class ChatMessage(models.Model):
     to anyone. `seq` numbers an order's messages 1, 2, 3... with no gaps, in
     the order they were stored, so a client that has every number up to n
     has everything up to n; within an order, ids follow the same order.
-    Messages are stored, and numbered, by main.chat.store only."""
+    Messages are stored, and numbered, by main.conversations.store only.
+
+    `client_id` is the sender's own name for a message: a message sent again
+    with the same one is stored once (exactly-once send)."""
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="chat_messages")
     seq = models.PositiveBigIntegerField()
     # A deleted user's lines stay in the customer's chat, without a name.
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     text = models.TextField()
+    client_id = models.CharField(max_length=64, null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         indexes = [models.Index(fields=["order", "id"], name="main_chatmsg_order_id")]
-        constraints = [models.UniqueConstraint(fields=["order", "seq"], name="main_chatmsg_order_seq")]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "seq"], name="main_chatmsg_order_seq"),
+            models.UniqueConstraint(
+                fields=["order", "user", "client_id"],
+                condition=models.Q(client_id__isnull=False),
+                name="main_chatmsg_client_id",
+            ),
+        ]
 
     def __str__(self):
         return f"Chat message {self.pk} in order {self.order_id}"
@@ -263,3 +274,38 @@ class ChatReadMarker(models.Model):
 
     def __str__(self):
         return f"{self.user_id} read order {self.order_id}'s chat up to {self.last_read_id}"
+
+
+class Conversation(models.Model):
+    """An order's customer-service conversation, kept by main.conversations
+    from its stored messages (never from presence): `waiting` while the
+    customer's latest message has no employee reply after it (since
+    `waiting_since`, the first unanswered one), `answered` when nothing
+    waits (an employee replied last, or no customer has written yet),
+    `resolved` once an employee closed it, until the customer writes again."""
+
+    WAITING, ANSWERED, RESOLVED = "waiting", "answered", "resolved"
+    STATUSES = ((WAITING, "Waiting"), (ANSWERED, "Answered"), (RESOLVED, "Resolved"))
+
+    order = models.OneToOneField(Order, primary_key=True, on_delete=models.CASCADE, related_name="conversation")
+    status = models.CharField(max_length=8, choices=STATUSES, default=ANSWERED)
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_seq = models.PositiveBigIntegerField(default=0)  # the latest message taken into account
+    last_employee_seq = models.PositiveBigIntegerField(null=True, blank=True)
+    # The latest wait that an employee's reply ended, for the expected wait.
+    last_wait_started = models.DateTimeField(null=True, blank=True)
+    last_replied_at = models.DateTimeField(null=True, blank=True)
+    updated = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["status", "waiting_since"], name="main_conv_status_waiting"),
+            models.Index(fields=["assigned_to", "status"], name="main_conv_assigned_status"),
+            models.Index(fields=["last_replied_at"], name="main_conv_replied"),
+        ]
+
+    def __str__(self):
+        return f"Conversation about order {self.order_id}: {self.status}"

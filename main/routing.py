@@ -4,11 +4,13 @@ from django.urls import path
 
 from .chat.consumer import ChatConsumer
 from .dashboard.consumer import ChatNotifyConsumer
+from .dashboard.inbox import InboxConsumer
 from .infra.auth import TokenAuthMiddlewareStack
 from .tracker.consumer import OrderTrackerConsumer
 
 http_urlpatterns = [
     path("customer-service/notify/", TokenAuthMiddlewareStack(ChatNotifyConsumer.as_asgi())),
+    path("customer-service/inbox/", TokenAuthMiddlewareStack(InboxConsumer.as_asgi())),
     path(
         "mobile-api/my-orders/<int:order_id>/tracker/",
         # The tracker checks the token itself, with the order's owner.

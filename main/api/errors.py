@@ -2,7 +2,7 @@
 
 import logging
 
-from rest_framework import serializers, status, views
+from rest_framework import exceptions, serializers, status, views
 from rest_framework.response import Response
 
 from main.infra.answers import RETRY_AFTER_SECONDS, UNAVAILABLE
@@ -30,6 +30,10 @@ def exception_handler(exc, context):
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     response = views.exception_handler(exc, context)
+    if isinstance(exc, exceptions.ValidationError) and response is not None and "detail" not in response.data:
+        errors = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
+        response.data = {"detail": "Invalid input.", "code": "invalid", "errors": errors}
+        return response
     if response is not None and isinstance(response.data, dict) and "detail" in response.data:
         codes = exc.get_codes() if hasattr(exc, "get_codes") else None
         response.data["code"] = codes if isinstance(codes, str) else "error"

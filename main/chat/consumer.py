@@ -11,6 +11,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from main import presence
+from main.conversations import events, queue
 from main.infra.answers import CLOSE_TRY_AGAIN_LATER, RETRY_AFTER_SECONDS
 from main.infra.auth import CLOSE_TOKEN_REVOKED, query_params, token_group
 from main.infra.consumer import BaseConsumer
@@ -37,6 +38,11 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
     group = None  # the order's group, joined in the handshake
     token_group = None  # for a socket opened with a token: where its revocation is announced
     closing = False  # a close was sent, or the client has gone: nothing more is sent or handled
+    conversation = None  # v2: the conversation's state as the client was last told
+    in_queue = False  # a waiting customer's socket follows the queue
+    place = None  # where it stands, as the client was last told
+    placing = None  # the task telling it, while it runs
+    place_stale = False
     heartbeat_sent = None  # done once the socket's last heartbeat has reached presence
 
     async def __call__(self, scope, receive=None, send=None):
@@ -109,13 +115,17 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         logger.info("Chat opened: user %s, order %s, v%d", member.user_id, member.order_id, self.protocol.version)
         await self.channel_layer.group_send(self.group, service.presence_event("chat_join", member))
         if self.protocol.catches_up:
-            await self.send_json(self.protocol.ready(member, opening.reads, self.limits.for_client()))
+            self.conversation = opening.conversation
+            await self.send_json(
+                self.protocol.ready(member, opening.reads, self.limits.for_client(), opening.conversation)
+            )
             # Catch up: the client's place (`?after_seq=`, or the older
             # `?after=` id) resumes, else recent history.
             if opening.missed is not None:
                 await self.send_missed_page(after, after_seq, *opening.missed)
             else:
                 await self.send_history_page(None, *opening.history)
+            await self.follow_queue()
 
     async def websocket_connect(self, message):
         try:
@@ -138,6 +148,8 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         raise StopConsumer()
 
     async def disconnect(self, code):
+        if self.placing is not None:
+            self.placing.cancel()
         try:
             if self.heartbeat_sent is not None and not self.heartbeat_sent.done():
                 # A heartbeat, then the socket closed: the heartbeat counts
@@ -151,7 +163,8 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
             await self.leave_groups()
 
     async def leave_groups(self):
-        for group in (self.token_group, self.group):
+        queue_group = events.CONVERSATIONS_GROUP if self.in_queue else None
+        for group in (self.token_group, self.group, queue_group):
             if group is not None:
                 await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -204,10 +217,17 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
 
     async def on_message(self, content, ref=None):
         text = protocol.clean_message(content, self.limits.max_message_chars)
+        client_id = self.protocol.client_id(content)
         self.messages.take()
-        event = await service.store_message(self.member, text)  # stored first, then fanned out
+        # Stored first, then fanned out.
+        event, fresh = await service.send_message(self.member, text, client_id)
         if ref is not None:
             event["ref"] = ref  # shown to the sender only (protocol.V2.show)
+        if not fresh:
+            # Sent again under its client_id: its sender alone gets the
+            # message stored the first time; the others had it then.
+            await self.show(event)
+            return
         try:
             await self.channel_layer.group_send(self.group, event)
         except Exception:
@@ -265,6 +285,7 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
             raise protocol.ChatError("bad_request", "`id` (the last message id read) is required.")
         last_read = await service.mark_read(self.member, message_id)
         await self.channel_layer.group_send(self.group, service.read_event(self.member, last_read))
+        await events.conversations_changed([self.member.order_id], reader_id=self.member.user_id)
 
     async def send_history_page(self, before, messages, has_more):
         if before is None:  # the latest page may overlap live events already queued
@@ -293,8 +314,64 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
     async def chat_message(self, event):
         if event["id"] not in self.replayed:
             await self.show(event)
+        if "conversation" in event and self.protocol.catches_up:
+            await self.conversation_is({"assigned_to": None, **(self.conversation or {}), **event["conversation"]})
 
     chat_join = chat_leave = chat_typing = chat_read = show
+
+    async def chat_conversation(self, event):
+        """An employee claimed, released, assigned, resolved or reopened it."""
+        await self.conversation_is({key: event[key] for key in ("status", "waiting_since", "assigned_to")})
+
+    async def conversation_is(self, state):
+        if state == self.conversation:
+            return
+        self.conversation = state
+        frame = self.protocol.conversation(state)
+        if frame is not None:
+            await self.send_json(frame)
+        await self.follow_queue()
+
+    async def follow_queue(self):
+        """A waiting customer's v2 socket hears of every conversation's
+        change, and is told where it stands in the queue."""
+        waiting = (
+            not self.member.employee
+            and self.protocol.catches_up
+            and self.conversation is not None
+            and self.conversation["status"] == "waiting"
+        )
+        if waiting and not self.in_queue:
+            await self.channel_layer.group_add(events.CONVERSATIONS_GROUP, self.channel_name)
+        elif self.in_queue and not waiting:
+            await self.channel_layer.group_discard(events.CONVERSATIONS_GROUP, self.channel_name)
+        self.in_queue = waiting
+        if waiting:
+            await self.conversations_changed(None)
+
+    async def conversations_changed(self, event):
+        # The queue is read beside the chat, not in its way: a message to or
+        # from this socket is not held up by it. Changes that come while it
+        # is read make one more read after it.
+        if self.placing is None or self.placing.done():
+            self.placing = asyncio.ensure_future(self.tell_place())
+        else:
+            self.place_stale = True
+
+    async def tell_place(self):
+        while True:
+            self.place_stale = False
+            try:
+                place = await queue.place(self.member.order_id)
+            except Exception:
+                # The chat goes on; the next change tells the customer again.
+                logger.warning("Queue not read: order %s", self.member.order_id, exc_info=True)
+                return
+            if place is not None and place != self.place and self.in_queue and not self.closing:
+                self.place = place
+                await self.send_json(self.protocol.queue(place))
+            if not self.place_stale:
+                return
 
     async def token_revoked(self, event):
         # The token this socket was opened with was revoked (logout).

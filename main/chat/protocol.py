@@ -6,6 +6,7 @@ subprotocol, adds ids, history, resume, typing, read markers and errors."""
 
 import json
 
+from main.conversations import wire
 from main.infra.ids import parse_id
 
 V2_SUBPROTOCOL = "booktime.chat.v2"
@@ -27,6 +28,15 @@ class ChatError(Exception):
 
     def event(self):
         return {"type": "error", "code": self.code, "message": self.message, **self.extra}
+
+
+def parse_client_id(value):
+    """A client id as sent (None when absent), else ChatError."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not wire.CLIENT_ID.fullmatch(value):
+        raise ChatError("bad_request", "`client_id` must be 1 to 64 letters, digits or the characters . _ : -")
+    return value
 
 
 class V1:
@@ -52,6 +62,15 @@ class V1:
     def ref(self, content):
         return None  # v1 has no `ref`
 
+    def client_id(self, content):
+        return None  # nor `client_id`
+
+    def conversation(self, state):
+        return None  # nor conversations
+
+    def queue(self, place):
+        return None  # nor the queue
+
 
 class V2:
     """Ids, sequence numbers and timestamps, history, resume, typing, read
@@ -64,20 +83,17 @@ class V2:
 
     def show(self, event, member):
         kind = event["type"]
-        mine = event.get("user_id") == member.user_id
         if kind == "chat_typing":
+            mine = event["user_id"] == member.user_id
             return None if mine else {"type": "typing", "username": event["username"]}
-        out = {key: value for key, value in event.items() if key not in ("user_id", "ref")}
+        out = wire.as_seen_by(event, member.user_id)
         if kind == "chat_read":
             out["type"] = "read"
-        out["mine"] = mine
-        if mine and event.get("ref") is not None:
-            out["ref"] = event["ref"]  # the sender's own reference, for its eyes only
         return out
 
-    def ready(self, member, reads, limits):
+    def ready(self, member, reads, limits, conversation):
         """The first event on an accepted socket: who you are, everyone's
-        read markers, the limits you are held to."""
+        read markers, the limits you are held to, the conversation's state."""
         return {
             "type": "ready",
             "protocol": self.version,
@@ -85,7 +101,16 @@ class V2:
             "you": {"username": member.name, "employee": member.employee},
             "reads": reads,
             "limits": limits,
+            "conversation": conversation,
         }
+
+    def conversation(self, state):
+        """The conversation's status, since when the customer waits, who holds it."""
+        return {"type": "conversation", **state}
+
+    def queue(self, place):
+        """Where a waiting customer stands in the queue, and the expected wait."""
+        return {"type": "queue", **place}
 
     def refusal(self, error, ref):
         event = error.event()
@@ -102,6 +127,10 @@ class V2:
         if not isinstance(ref, str) or not 0 < len(ref) <= MAX_REF_CHARS:
             raise ChatError("bad_request", f"`ref` must be a string of 1 to {MAX_REF_CHARS} characters.")
         return ref
+
+    def client_id(self, content):
+        """A message frame's optional `client_id`."""
+        return parse_client_id(content.get("client_id"))
 
 
 def negotiate(subprotocols):
@@ -132,21 +161,11 @@ def parse_frame(text_data, bytes_data, allowed_types, max_bytes):
 
 def clean_message(content, max_chars):
     """The text of a `message` frame, stored and echoed exactly as sent."""
-    text = content.get("message")
-    if not isinstance(text, str):
-        raise ChatError("bad_message", "`message` must be a string.")
-    if not text.strip():
-        raise ChatError("empty_message", "Empty or blank messages are not sent.")
-    if len(text) > max_chars:
-        raise ChatError("too_long", f"A message may not exceed {max_chars} characters.")
-    # PostgreSQL text cannot hold NUL, and lone surrogates are not Unicode text.
-    if "\x00" in text:
-        raise ChatError("bad_message", "`message` may not contain NUL characters.")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ChatError("bad_message", "`message` must be valid Unicode text.") from None
-    return text
+    message = content.get("message")
+    problem = wire.text_problem(message, max_chars)
+    if problem is not None:
+        raise ChatError(*problem)
+    return message
 
 
 def optional_id(content, key):

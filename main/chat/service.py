@@ -1,5 +1,5 @@
-"""The chat's rules and reads, apart from the wire: who joins, what a
-handshake reads, history and resume, read markers, storing a message, and
+"""The chat socket's rules and reads, apart from the wire: who joins, what a
+handshake reads, history and resume, read markers, sending a message, and
 the group events every socket formats for its client (chat.protocol).
 
 Every ORM call here runs in a worker thread (main.infra.db): Django's ORM is
@@ -7,19 +7,15 @@ synchronous and must never run on the event loop.
 """
 
 from dataclasses import dataclass
-from datetime import UTC
 
-from django.db.models import Max
 from django.utils import timezone
 
 from main import access
+from main.conversations import events, messages, state, store, wire
 from main.infra.db import db_sync_to_async as db
-from main.models import ChatMessage, ChatReadMarker, Order
+from main.models import Order
 
-from . import store
 from .limits import Limits
-
-DELETED_USER = "(deleted user)"
 
 
 @dataclass(frozen=True)
@@ -34,8 +30,7 @@ class Member:
     employee: bool
 
 
-def group_name(order_id):
-    return f"customer-service_{order_id}"
+group_name = events.order_group
 
 
 def join(user, order_id):
@@ -62,11 +57,13 @@ def join(user, order_id):
 @dataclass
 class Opening:
     """What a socket's handshake reads: the member and, for a protocol that
-    catches up, everyone's read markers and either the messages missed since
-    the client's place or the latest history page (each (messages, has_more))."""
+    catches up, everyone's read markers, the conversation's state, and
+    either the messages missed since the client's place or the latest
+    history page (each (messages, has_more))."""
 
     member: Member
     reads: list | None = None
+    conversation: dict | None = None
     missed: tuple | None = None
     history: tuple | None = None
 
@@ -81,7 +78,11 @@ def open_chat(user, order_id, token_key=None, catch_up=False, after=None, after_
         return None
     if not catch_up:
         return Opening(member)
-    opening = Opening(member, reads=read_markers(member))
+    opening = Opening(
+        member,
+        reads=messages.read_markers(member.order_id, member.user_id),
+        conversation=state.state(member.order_id),
+    )
     if after_seq is not None or after is not None:
         opening.missed = _missed(member, after=after, after_seq=after_seq)
     else:
@@ -89,63 +90,17 @@ def open_chat(user, order_id, token_key=None, catch_up=False, after=None, after_
     return opening
 
 
-# --- Storing and reading -------------------------------------------------------
-
-
-def timestamp(dt):
-    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def message_event(message, customer_id, username=None):
-    """A stored message as the group event every socket formats for its client."""
-    if username is None:
-        username = message.user.display_name if message.user_id else DELETED_USER
-    return {
-        "type": "chat_message",
-        "id": message.pk,
-        "seq": message.seq,
-        "user_id": message.user_id,
-        "username": username,
-        "message": message.text,
-        "created": timestamp(message.created),
-        "employee": message.user_id is not None and message.user_id != customer_id,
-    }
-
-
-async def store_message(member, text):
-    """Store a message (before anyone is sent it) and return its group event."""
-    message = await store.writer().store(member.order_id, member.user_id, text)
-    return message_event(message, member.customer_id, username=member.name)
-
-
-def _messages(member):
-    return ChatMessage.objects.filter(order_id=member.order_id).select_related("user")
-
-
 def _history(member, before=None, limit=None):
-    """The `limit` latest messages older than id `before` (all, without it),
-    oldest first, and whether older ones remain."""
     limit = limit or Limits.from_settings().history_page
-    messages = _messages(member)
-    if before is not None:
-        messages = messages.filter(id__lt=before)
-    page = list(messages.order_by("-id")[: limit + 1])
-    has_more = len(page) > limit
-    return [message_event(m, member.customer_id) for m in reversed(page[:limit])], has_more
+    return messages.history(member.order_id, member.customer_id, before, limit)
 
 
 history = db(_history)
 
 
-def _missed(member, after=None, after_seq=None, limit=None):
-    """Messages after sequence number `after_seq` (exact: seq has no gaps),
-    or with an id above `after` (the older form), in order, and whether more
-    remain."""
-    limit = limit or Limits.from_settings().resume_limit
-    messages = _messages(member)
-    messages = messages.filter(seq__gt=after_seq) if after_seq is not None else messages.filter(id__gt=after)
-    page = list(messages.order_by("seq")[: limit + 1])
-    return [message_event(m, member.customer_id) for m in page[:limit]], len(page) > limit
+def _missed(member, after=None, after_seq=None):
+    limit = Limits.from_settings().resume_limit
+    return messages.missed(member.order_id, member.customer_id, after=after, after_seq=after_seq, limit=limit)
 
 
 missed = db(_missed)
@@ -153,25 +108,15 @@ missed = db(_missed)
 
 @db
 def mark_read(member, message_id):
-    """Move the member's read marker forward to `message_id` (never back);
-    the marker now stored."""
-    # Not past the chat's last message, so no one can be "seen" in advance.
-    latest = _messages(member).aggregate(latest=Max("id"))["latest"] or 0
-    message_id = min(message_id, latest)
-    marker, _ = ChatReadMarker.objects.get_or_create(order_id=member.order_id, user_id=member.user_id)
-    if message_id > marker.last_read_id:
-        ChatReadMarker.objects.filter(pk=marker.pk, last_read_id__lt=message_id).update(last_read_id=message_id)
-        marker.refresh_from_db()
-    return marker.last_read_id
+    """Move the member's read marker forward to `message_id`; the marker now stored."""
+    return messages.mark_read(member.order_id, member.user_id, message_id)
 
 
-def read_markers(member):
-    """Everyone's read markers in the chat: name, last read id, and whether
-    it is the member's own."""
-    markers = ChatReadMarker.objects.filter(order_id=member.order_id).select_related("user")
-    return [
-        {"username": m.user.display_name, "id": m.last_read_id, "mine": m.user_id == member.user_id} for m in markers
-    ]
+async def send_message(member, text, client_id=None):
+    """Store a message (before anyone is sent it); its group event, and
+    whether it is new (a message sent again under its client_id is not)."""
+    stored = await store.writer().store(member.order_id, member.user_id, text, client_id)
+    return events.chat_message(stored, member.customer_id, username=member.name), stored.fresh
 
 
 # --- Group events -------------------------------------------------------------
@@ -184,7 +129,7 @@ def presence_event(kind, member):
         "username": member.name,
         "user_id": member.user_id,
         "employee": member.employee,
-        "at": timestamp(timezone.now()),
+        "at": wire.timestamp(timezone.now()),
     }
 
 

@@ -31,20 +31,22 @@ KEEP_ALIVE = b": keep-alive\n\n"
 is_employee = db_sync_to_async(access.is_employee)
 
 
-async def _read(form, live):
-    """(what the client sees, the event's bytes, seconds to the next expiry)
-    from presence now; `live` for a stream, which keeps people through the
-    grace for their next heartbeat."""
-    snap = await presence.snapshot(live=live)
-    shown, event = await payloads.event(snap, form)
-    return shown, event, snap.seconds_to_next_expiry
+async def _read(form):
+    """The whole list in `form` from presence now (a one-off listing)."""
+    snap = await presence.snapshot(live=False)
+    return await payloads.event(snap, form)
 
 
-def shared_read(form, live):
-    """The process's (loop's) one reader of a form of the dashboard: the
+async def _view(versions):
+    """The live listing (people through the grace for their next heartbeat) as
+    this process's next dashboard view."""
+    return await versions.view(await presence.snapshot(live=True))
+
+
+def live_view(form):
+    """The process's (loop's) one reader of a form of the live dashboard: the
     streams one arrival wakes make one read (one query, one encoding)."""
-    name = f"dashboard-v{form}{'-live' if live else ''}"
-    return per_loop.get(name, lambda: Shared(functools.partial(_read, form, live)))
+    return per_loop.get(f"dashboard-v{form}-live", lambda: Shared(functools.partial(_view, payloads.Versions(form))))
 
 
 class ChatNotifyConsumer(BaseConsumer, AsyncHttpConsumer):
@@ -52,9 +54,11 @@ class ChatNotifyConsumer(BaseConsumer, AsyncHttpConsumer):
     expires), a keep-alive comment when idle. `?nopoll`: one event, then the
     response ends.
 
-    - default (the chapter's form): [{"link", "text": "<id> (<emails>)"}];
-    - `?format=v2` (the dashboard page): {"now", "chats": [...]}, see
-      payloads.v2.
+    - default (the chapter's form): [{"link", "text": "<id> (<emails>)"}],
+      the whole list each time;
+    - `?format=v2` (the dashboard page): {"now", "chats": [...]} first (see
+      payloads.v2), then only what changed: {"now", "changed": [...],
+      "removed": [order ids]}.
     """
 
     # Nothing is ever sent to a stream through the channel layer.
@@ -76,7 +80,7 @@ class ChatNotifyConsumer(BaseConsumer, AsyncHttpConsumer):
         self.form = 2 if query.get("format") == ["v2"] else 1
         if "nopoll" in query:
             try:
-                _, event = await self.read()
+                _, event = await _read(self.form)
             except RedisError:
                 logger.exception("notify: presence store unavailable")
                 return await self.unavailable()
@@ -86,12 +90,6 @@ class ChatNotifyConsumer(BaseConsumer, AsyncHttpConsumer):
             await self.stream()
         finally:
             logger.info("notify: stream closed for user %s", user.pk)
-
-    async def read(self, live=False):
-        """(what the client sees, the event's bytes) from presence now, read
-        once for all the process's streams that ask at the same moment."""
-        shown, event, self.next_expiry = await shared_read(self.form, live)()
-        return shown, event
 
     async def stream(self):
         loop = asyncio.get_running_loop()
@@ -103,22 +101,24 @@ class ChatNotifyConsumer(BaseConsumer, AsyncHttpConsumer):
             async with presence.changes() as wake:
                 watcher = loop.create_task(self.watch_disconnect(wake))
                 try:
-                    last, last_sent = None, loop.time()
+                    seen, last_sent = None, loop.time()  # the version this client has
                     while not self.gone and loop.time() < end:
                         wake.clear()  # before reading: an arrival from here on wakes us again
-                        shown, event = await self.read(live=True)
+                        view = await live_view(self.form)()
                         if not started:
                             await self.send_headers(status=200, headers=SSE_HEADERS)
                             started = True
-                        if shown != last:
+                        if view.version != seen:
+                            # What changed, if this client has the version it changes; else all.
+                            event = view.changes if seen is not None and view.since == seen else view.full
                             await self.send_body(event, more_body=True)
-                            last, last_sent = shown, loop.time()
+                            seen, last_sent = view.version, loop.time()
                         elif loop.time() - last_sent >= keepalive:
                             await self.send_body(KEEP_ALIVE, more_body=True)
                             last_sent = loop.time()
                         timeout = min(keepalive - (loop.time() - last_sent), end - loop.time())
-                        if self.next_expiry is not None:  # wake when someone expires
-                            timeout = min(timeout, self.next_expiry + 0.02)
+                        if view.next_expiry is not None:  # wake when someone expires
+                            timeout = min(timeout, view.next_expiry + 0.02)
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(wake.wait(), max(timeout, 0))
                 finally:

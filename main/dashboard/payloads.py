@@ -1,7 +1,9 @@
 """What the dashboard's stream sends, from a presence snapshot: the
 chapter's list, or the v2 form the dashboard page reads."""
 
+import asyncio
 import json
+from dataclasses import dataclass
 
 from django.urls import reverse
 
@@ -61,11 +63,66 @@ def last_spoken_to(order_ids):
     return {o.pk: {"email": o.last_spoken_to.email, "name": o.last_spoken_to.display_name} for o in orders}
 
 
+def data(payload):
+    return b"data: %s\n\n" % json.dumps(payload).encode()
+
+
+@dataclass(frozen=True)
+class View:
+    """What a process's dashboard streams of one form get from one read:
+    the list in full, and (v2) what changed since the version before."""
+
+    version: int  # counts the changes this process has seen
+    shown: list  # what the client sees
+    full: bytes  # the whole list, as an event
+    since: int | None  # the version `changes` goes on from
+    changes: bytes | None  # the v2 event with what changed since then: {"now", "changed", "removed"}
+    next_expiry: float | None  # seconds to the next expiry
+
+
+class Versions:
+    """One process's succession of dashboard lists of one form, so that the
+    streams that saw the one before get only what changed (encoded once for
+    all of them), not the whole list again."""
+
+    def __init__(self, form):
+        self.form = form
+        self.version, self.shown, self.by_order = 0, None, {}
+        self.lock = asyncio.Lock()  # one view at a time: each follows the one before
+
+    async def view(self, snap):
+        async with self.lock:
+            return await self._view(snap)
+
+    async def _view(self, snap):
+        if self.form == 1:
+            shown = v1(snap)
+            if shown != self.shown:
+                self.version += 1
+            self.shown = shown
+            event = data(shown)
+            return View(self.version, shown, event, self.version - 1, event, snap.seconds_to_next_expiry)
+        order_ids = sorted({p.order_id for p in snap.people})
+        shown = v2(snap, await last_spoken_to(order_ids) if order_ids else {})
+        by_order = {chat["order_id"]: chat for chat in shown}
+        changed = [chat for chat in shown if self.by_order.get(chat["order_id"]) != chat]
+        removed = sorted(set(self.by_order) - set(by_order))
+        changes = None
+        if changed or removed or self.shown is None:
+            self.version += 1
+            changes = data({"now": snap.now, "changed": changed, "removed": removed})
+        self.shown, self.by_order = shown, by_order
+        full = data({"now": snap.now, "chats": shown})
+        return View(
+            self.version, shown, full, self.version - 1 if changes else None, changes, snap.seconds_to_next_expiry
+        )
+
+
 async def event(snap, form):
-    """(what the client sees, the event's bytes) in `form` 1 or 2."""
+    """(what the client sees, the event's bytes) in `form` 1 or 2, in full."""
     if form == 1:
         shown = v1(snap)
-        return shown, b"data: %s\n\n" % json.dumps(shown).encode()
+        return shown, data(shown)
     order_ids = sorted({p.order_id for p in snap.people})
     shown = v2(snap, await last_spoken_to(order_ids) if order_ids else {})
-    return shown, b"data: %s\n\n" % json.dumps({"now": snap.now, "chats": shown}).encode()
+    return shown, data({"now": snap.now, "chats": shown})

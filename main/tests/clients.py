@@ -3,6 +3,8 @@
 
 import json
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 from django.test import Client as DjangoClient
@@ -81,8 +83,11 @@ class ChatClient:
     def send(self, frame):
         self.ws.send(json.dumps(frame))
 
-    def say(self, text):
-        self.send({"type": "message", "message": text, "ref": text})
+    def say(self, text, client_id=None):
+        frame = {"type": "message", "message": text, "ref": text}
+        if client_id is not None:
+            frame["client_id"] = client_id
+        self.send(frame)
 
     def next(self, timeout=TIMEOUT):
         event = json.loads(self.ws.recv(timeout=timeout))
@@ -137,3 +142,18 @@ def converse(first, says, second, answers):
     second.until("chat_message", ref=answers)
     for client in (first, second):
         client.quiet(0.5)
+
+
+def api(server, method, path, user=None, body=None):
+    """A call of the REST API with `user`'s token: (status, JSON answer)."""
+    headers = {"Content-Type": "application/json"}
+    if user is not None:
+        headers["Authorization"] = f"Token {token(user)}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{server.url}{path}", data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read() or b"null")

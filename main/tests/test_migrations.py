@@ -6,8 +6,8 @@ from django.db.migrations.executor import MigrationExecutor
 from rest_framework.authtoken.models import Token
 
 from main import models
-from main.chat import store
-from main.chat.store import store_now
+from main.conversations import store
+from main.conversations.store import store_now
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -65,7 +65,7 @@ def store_function_body():
 
 
 def test_the_database_holds_the_store_function_the_code_defines():
-    """main.chat.store's function is installed by a migration: a change to it
+    """main.conversations.store's function is installed by a migration: a change to it
     without a migration that installs it again fails here."""
     if connection.vendor != "postgresql":
         pytest.skip("a PostgreSQL function")

@@ -166,12 +166,23 @@ def test_openapi_schema_describes_the_mobile_api(app, clean):
     assert answer.status == 200
     schema = answer.json()
     paths = schema["paths"]
+    conversation = "/mobile-api/conversations/{order_id}/"
     assert set(paths) == {
         "/mobile-api/auth/",
         "/mobile-api/logout/",
         "/mobile-api/my-orders/",
         "/mobile-api/my-orders/{order_id}/tracker/",
+        "/mobile-api/conversations/",
+        conversation,
+        *(
+            f"{conversation}{action}/"
+            for action in ("messages", "read", "claim", "release", "assign", "resolve", "reopen")
+        ),
     }
+    assert set(paths[f"{conversation}claim/"]["post"]["responses"]) == {"200", "403", "404", "409"}
+    assert set(paths[f"{conversation}messages/"]["post"]["responses"]) == {"200", "201", "400", "404", "429"}
+    properties = schema["components"]["schemas"]["Conversation"]["properties"]
+    assert {"order_id", "status", "assigned_to", "waiting_since", "last_message", "unread", "queue"} <= set(properties)
     assert set(paths["/mobile-api/auth/"]["post"]["responses"]) == {"200", "400", "429"}
     assert set(paths["/mobile-api/my-orders/{order_id}/tracker/"]["get"]["responses"]) == {"200", "404", "502", "504"}
     assert schema["components"]["schemas"]["MobileOrder"]["properties"]["price"]["type"] == "number"

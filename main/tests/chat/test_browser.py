@@ -10,8 +10,8 @@ from playwright.sync_api import expect
 
 from harness import servers
 from main import factories, models
-from main.chat import service
-from main.chat.store import store_now
+from main.conversations import events, store
+from main.conversations.store import store_now
 
 from ..browsing import browser_login, screenshot
 
@@ -149,7 +149,7 @@ def test_a_message_that_arrives_late_is_fetched_again_and_shown_in_order(worker_
     first = store_now(order.pk, agent.pk, "Stored first, delivered late")
     second = store_now(order.pk, agent.pk, "Stored second")
     assert (first.seq, second.seq) == (1, 2)
-    group_send(service.group_name(order.pk), service.message_event(second, customer.pk))
+    group_send(events.order_group(order.pk), events.chat_message(store.Stored(second, True), customer.pk))
     expect(page.locator(".msg .msg-text")).to_have_text(
         ["Stored first, delivered late", "Stored second"], timeout=WAIT_MS
     )

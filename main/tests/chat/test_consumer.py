@@ -373,8 +373,8 @@ async def test_resume_by_seq_gets_a_message_that_was_fanned_out_late(people):
     c = await connected(customer, order.pk, v2=True)
     assert (await receive(c, "history"))["messages"] == []
     member = (await service.open_chat(agent, order.pk)).member
-    first = await service.store_message(member, "stored first, delivered late")
-    second = await service.store_message(member, "stored second, delivered first")
+    first, _ = await service.send_message(member, "stored first, delivered late")
+    second, _ = await service.send_message(member, "stored second, delivered first")
     assert (first["seq"], second["seq"]) == (1, 2)
     await get_channel_layer().group_send(service.group_name(order.pk), second)  # `first` is still on its way
 

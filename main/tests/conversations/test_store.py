@@ -1,4 +1,4 @@
-"""Storing and numbering chat messages (main/chat/store.py) against the real PostgreSQL."""
+"""Storing and numbering chat messages (main/conversations/store.py) against the real PostgreSQL."""
 
 import asyncio
 import gc
@@ -9,8 +9,8 @@ from django.db import IntegrityError, connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from main import factories, models
-from main.chat import store as chat_store
-from main.chat.store import store_now
+from main.conversations import store as chat_store
+from main.conversations.store import store_now
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,7 +37,7 @@ def test_messages_sent_together_share_a_transaction_and_keep_their_order():
         return stored
 
     stored = asyncio.run(burst())
-    assert [m.text for m in stored] == [f"message {n}" for n in range(60)]
+    assert [s.message.text for s in stored] == [f"message {n}" for n in range(60)]
     for i, order in enumerate(orders):
         texts = [f"message {n}" for n in range(i, 60, 3)]
         assert seqs_in_id_order(order) == list(zip(range(1, 21), texts, strict=True))
@@ -132,7 +132,7 @@ def test_a_message_that_cannot_be_stored_does_not_keep_the_others_out():
     outcomes = asyncio.run(write())
     assert isinstance(outcomes[1], IntegrityError)
     assert isinstance(outcomes[2], chat_store.OrderGone)
-    assert [(m.seq, m.text) for m in (outcomes[0], outcomes[3])] == [(1, "first"), (2, "last")]
+    assert [(s.message.seq, s.message.text) for s in (outcomes[0], outcomes[3])] == [(1, "first"), (2, "last")]
     assert seqs_in_id_order(order) == [(1, "first"), (2, "last")]
 
 
@@ -151,7 +151,7 @@ def test_a_sender_told_of_a_failure_is_not_told_it_was_stored():
         return results
 
     fine, refused = asyncio.run(send())
-    assert fine.seq == 1 and fine.pk is not None
+    assert fine.message.seq == 1 and fine.message.pk is not None and fine.fresh
     assert isinstance(refused, chat_store.OrderGone)
 
 
@@ -208,4 +208,4 @@ def test_after_a_refused_batch_the_writer_s_connection_serves_the_next_one():
             await writer.close()
 
     after, same_connection = asyncio.run(write())
-    assert after.seq == 2 and same_connection
+    assert after.message.seq == 2 and same_connection

@@ -163,13 +163,44 @@ async def test_stream_on_the_in_process_store(people, settings):
 
     await presence.touch(order, "mary_jones@example.com", False)
     touched = time.monotonic()
-    (chat,) = parse((await communicator.receive_output(1))["body"])["chats"]
+    changes = parse((await communicator.receive_output(1))["body"])
+    (chat,) = changes["changed"]
+    assert changes["removed"] == []
     assert time.monotonic() - touched < 1
     assert chat["order_id"] == order and chat["waiting_since"] is not None
 
     await communicator.send_input({"type": "http.disconnect"})
     await communicator.wait(2)
     assert presence.listening() == 0
+
+
+async def test_the_v2_stream_sends_the_whole_list_then_only_what_changed(people, settings):
+    """After the first event, an event holds the chats that changed and the
+    order ids of those that emptied, not everyone again."""
+    settings.REDIS_URL = ""
+    MEMORY.clear()
+    first, second = people["orders"][:2]
+    await presence.touch(first, "mary_jones@example.com", False)
+    communicator = notify(people["employee"], b"format=v2")
+    await communicator.send_input({"type": "http.request", "body": b""})
+    assert (await communicator.receive_output(2))["status"] == 200
+    whole = parse((await communicator.receive_output(2))["body"])
+    assert [c["order_id"] for c in whole["chats"]] == [first]
+
+    await presence.touch(second, "agent@booktime.domain", True)
+    changes = parse((await communicator.receive_output(2))["body"])
+    assert [c["order_id"] for c in changes["changed"]] == [second] and changes["removed"] == []
+
+    # Mary's presence ran out (and its grace); the next arrival wakes the stream.
+    person, _ = MEMORY.people[(first, "mary_jones@example.com")]
+    MEMORY.people[(first, "mary_jones@example.com")] = (person, time.time() - 5)
+    await presence.touch(second, "new@site.com", False)
+    changes = parse((await communicator.receive_output(2))["body"])
+    assert changes["removed"] == [first]
+    assert [c["order_id"] for c in changes["changed"]] == [second]
+    assert len(changes["changed"][0]["present"]) == 2
+    await communicator.send_input({"type": "http.disconnect"})
+    await communicator.wait(2)
 
 
 # --- End to end: a worker and aiohttp -----------------------------------------------
@@ -261,7 +292,7 @@ async def test_dashboards_open_in_one_process_share_one_read_per_arrival(people,
         await stats.config_resetstat()
         await presence.touch(people["orders"][1], "mary_jones@example.com", False)
         for stream in streams:
-            assert [c["order_id"] for c in parse((await stream.receive_output(2))["body"])["chats"]] == [
+            assert [c["order_id"] for c in parse((await stream.receive_output(2))["body"])["changed"]] == [
                 people["orders"][1]
             ]
         scripts = await stats.info("commandstats")

@@ -327,6 +327,19 @@ ORDER_ROUTES = {
     ("page", "admin/main/order/<path:object_id>/delete/"): "/admin/main/order/{id}/delete/",
     # The admin's "view on site" link names any object, an order too.
     ("page", "admin/r/<path:content_type_id>/<path:object_id>/"): "/admin/r/{order_type}/{id}/",
+    ("page", "mobile-api/conversations/<int:order_id>/"): "/mobile-api/conversations/{id}/",
+    # Both of what it takes: a page of messages, and a message sent.
+    ("page", "mobile-api/conversations/<int:order_id>/messages/"): (
+        "/mobile-api/conversations/{id}/messages/",
+        "POST /mobile-api/conversations/{id}/messages/",
+    ),
+    **{
+        (
+            "page",
+            f"mobile-api/conversations/<int:order_id>/{action}/",
+        ): f"POST /mobile-api/conversations/{{id}}/{action}/"
+        for action in ("read", "claim", "release", "assign", "resolve", "reopen")
+    },
 }
 # Routes whose parameters never name an order (or anything that holds one).
 ADMIN_MODELS_WITHOUT_ORDERS = {"auth/group", "authtoken/tokenproxy", "main/user", "main/product"}
@@ -371,15 +384,19 @@ def normalised(answer, path):
 
 def ask(server, kind, path, credentials):
     """Ask a route as customer B: an HTTP answer, or a WebSocket's refusal
-    (an accepted socket fails the test)."""
+    (an accepted socket fails the test). `path` may start with its method."""
     headers = dict(credentials.get("headers", {}))
     query = credentials.get("query", "")
+    method, _, path = path.rpartition(" ")
     if kind == "websocket":
         answer = ws_open(server, path + query, origin=server.url, headers=headers)
         if not hasattr(answer, "status_code"):
             answer.close()
             pytest.fail(f"{path}{query} was accepted for customer B with {credentials['name']}")
         return answer.status_code, dict(answer.headers), answer.body
+    if method == "POST":
+        headers["Content-Type"] = "application/json"
+        return http("POST", f"{server.url}{path}{query}", headers, data=b'{"seq": 1, "user_id": 1, "message": "hi"}')
     return http("GET", f"{server.url}{path}{query}", headers)
 
 
@@ -396,8 +413,8 @@ def test_another_customers_order_is_refused_everywhere(app, standin, clean, peop
         {"name": "a ?token=", "query": f"?token={bob_token}"},
     ]
 
-    def url(route, order_id):
-        return ORDER_ROUTES[route].format(id=order_id, order_type=order_type)
+    def url(route, order_id, template=None):
+        return (template or ORDER_ROUTES[route]).format(id=order_id, order_type=order_type)
 
     # Bob's credentials work: his own order opens where a customer may go.
     for creds in credentials:
@@ -408,12 +425,14 @@ def test_another_customers_order_is_refused_everywhere(app, standin, clean, peop
         ws_path = url(("websocket", "ws/customer-service/<int:order_id>/"), bobs_order.pk)
         assert first_event(ws_open(app, ws_path + creds.get("query", ""), origin=app.url, headers=creds.get("headers")))
 
-    for (kind, route), template in ORDER_ROUTES.items():
+    asked = [(kind, t) for (kind, _), ts in ORDER_ROUTES.items() for t in ([ts] if isinstance(ts, str) else ts)]
+    for kind, template in asked:
         for creds in credentials:
-            janes_path, nobodys_path = url((kind, route), janes_order.pk), url((kind, route), missing)
+            janes_path, nobodys_path = url(None, janes_order.pk, template), url(None, missing, template)
             janes, nobodys = ask(app, kind, janes_path, creds), ask(app, kind, nobodys_path, creds)
             where = f"{template} with {creds['name']}"
-            assert janes[0] in (302, 403, 404), f"{where}: {janes[0]} for another customer's order"
+            # 401: a route that takes no ?token= (the REST API) knows no one.
+            assert janes[0] in (302, 401, 403, 404), f"{where}: {janes[0]} for another customer's order"
             if janes[0] == 302:  # to a login page, not into the order
                 assert "/login/" in janes[1]["Location"], f"{where}: redirected to {janes[1]['Location']}"
             assert normalised(janes, janes_path) == normalised(nobodys, nobodys_path), (

@@ -70,6 +70,28 @@
     return item;
   }
 
+  var chats = {}; // order id -> chat, as the stream last said
+
+  // The stream sends the whole list first, then only what changed.
+  function apply(data) {
+    if (data.chats) {
+      chats = {};
+      data.chats.forEach(function (chat) { chats[chat.order_id] = chat; });
+    } else {
+      data.changed.forEach(function (chat) { chats[chat.order_id] = chat; });
+      data.removed.forEach(function (orderId) { delete chats[orderId]; });
+    }
+    // Waiting chats first, the longest wait first; then by order.
+    var sorted = Object.keys(chats).map(function (id) { return chats[id]; });
+    sorted.sort(function (a, b) {
+      var aw = a.waiting_since === null, bw = b.waiting_since === null;
+      if (aw !== bw) return aw ? 1 : -1;
+      if (!aw && a.waiting_since !== b.waiting_since) return a.waiting_since - b.waiting_since;
+      return a.order_id - b.order_id;
+    });
+    render({ now: data.now, chats: sorted });
+  }
+
   function render(data) {
     clockOffset = data.now - Date.now() / 1000;
     list.replaceChildren.apply(list, data.chats.map(chatItem));
@@ -107,7 +129,7 @@
       setConnection("live", "Live");
     };
     source.onmessage = function (event) {
-      render(JSON.parse(event.data));
+      apply(JSON.parse(event.data));
     };
     source.onerror = function () {
       setConnection("down", "Reconnecting…");

@@ -1,0 +1,80 @@
+"""The queue of waiting customers: where one stands, and how long the wait
+is likely to be.
+
+The expected wait is the median time customers waited for a first reply
+over the last hours (state.median_first_reply), times the rounds of
+replies ahead of this customer: ceil(position / agents online). Agents
+online are employees heartbeating in a chat or with the inbox open. With
+nobody online the customer is told their message is kept for later; with
+too few recent replies to go by, that they will be answered as soon as
+possible."""
+
+import math
+from dataclasses import dataclass
+
+from main import presence
+from main.infra import per_loop
+from main.infra.batching import Shared
+from main.infra.db import db_sync_to_async
+
+from . import state
+
+# A change wakes every waiting customer's socket in a process: they share
+# one read, gathered over this long.
+GATHER_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class Queue:
+    waiting: tuple  # order ids, the longest wait first
+    median_reply: float | None  # seconds
+    agents_online: int
+
+    def place(self, order_id):
+        """Where the conversation about `order_id` stands, or None if it is not waiting."""
+        try:
+            position = self.waiting.index(order_id) + 1
+        except ValueError:
+            return None
+        expected = None
+        if self.agents_online and self.median_reply is not None:
+            expected = round(self.median_reply * math.ceil(position / self.agents_online))
+        return {
+            "position": position,
+            "waiting": len(self.waiting),
+            "agents_online": self.agents_online,
+            "expected_wait_seconds": expected,
+            "message": message(position, self.agents_online, expected),
+        }
+
+
+def message(position, agents_online, expected):
+    if not agents_online:
+        return (
+            "Nobody from customer service is online right now. "
+            "Your message is kept, and we will answer as soon as someone is back."
+        )
+    ahead = "You are next." if position == 1 else f"You are number {position} in the queue."
+    if expected is None:
+        return f"{ahead} We will answer as soon as we can."
+    minutes = max(1, round(expected / 60))
+    return f"{ahead} Expected wait: about {minutes} minute{'s' if minutes != 1 else ''}."
+
+
+@db_sync_to_async
+def _waiting():
+    return tuple(state.waiting_orders()), state.median_first_reply()
+
+
+async def _read():
+    (waiting, median), agents = await _waiting(), await presence.agents_online()
+    return Queue(waiting, median, agents)
+
+
+async def current():
+    """The queue now, read once for every caller of the moment in this process."""
+    return await per_loop.get("conversation-queue", lambda: Shared(_read, GATHER_SECONDS))()
+
+
+async def place(order_id):
+    return (await current()).place(order_id)

@@ -1,0 +1,152 @@
+"""customer-service/inbox/: the agents' inbox as Server-Sent Events, for
+employees only (docs/presence.md, "The inbox stream").
+
+The stream starts with the whole inbox (`event: inbox`), then sends each
+conversation that changed (`event: conversation`), read for this agent (the
+unread count is theirs), within a second of the change, on every server
+process. A stream that reconnects starts with the whole inbox again. While
+it is open, its agent counts as online (the waiting customers' expected
+wait)."""
+
+import asyncio
+import contextlib
+import json
+import logging
+
+from channels.generic.http import AsyncHttpConsumer
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+
+from main import access, presence
+from main.conversations import events, state, wire
+from main.infra import answers
+from main.infra.consumer import BaseConsumer
+from main.infra.db import db_sync_to_async, unreachable
+
+from .consumer import KEEP_ALIVE, SSE_HEADERS
+
+logger = logging.getLogger(__name__)
+
+# Changes are gathered this long, then read for the agent in one query.
+GATHER_SECONDS = 0.25
+AGENT_TOUCH_SECONDS = 5.0  # presence lasts 10 s per touch
+
+is_employee = db_sync_to_async(access.is_employee)
+
+
+@db_sync_to_async
+def whole_inbox(user):
+    return state.inbox(user)
+
+
+@db_sync_to_async
+def changed(user, order_ids):
+    return state.listing(user, True, limit=None, order_ids=order_ids)
+
+
+def sse(kind, data):
+    return b"event: %s\ndata: %s\n\n" % (kind.encode(), json.dumps(data).encode())
+
+
+class InboxConsumer(BaseConsumer, AsyncHttpConsumer):
+    """The inbox stream. It reads its channel-layer messages itself while it
+    streams (handle() runs as long as the response does)."""
+
+    channel_layer_alias = None
+
+    async def __call__(self, scope, receive=None, send=None):
+        self._client_receive = scope if send is None else receive
+        return await super().__call__(scope, receive, send)
+
+    async def handle(self, body):
+        if self.scope.get("method", "GET") != "GET":
+            return await answers.respond_text(self.send, 405, "GET only.\n", (b"Allow", b"GET"))
+        user = self.scope.get("user")
+        try:
+            if not await is_employee(user):
+                return await answers.respond_text(self.send, 403, "Employees only.\n")
+            inbox = await whole_inbox(user)
+        except Exception as error:
+            if not unreachable(error):
+                raise
+            return await answers.unavailable(self.scope, None, self.send)
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(events.CONVERSATIONS_GROUP, channel)
+        logger.info("inbox: stream opened for user %s", user.pk)
+        try:
+            await self.stream(user, inbox, layer, channel)
+        finally:
+            await layer.group_discard(events.CONVERSATIONS_GROUP, channel)
+            delete_channel = getattr(layer, "delete_channel", None)
+            if delete_channel is not None:
+                await delete_channel(channel)
+            logger.info("inbox: stream closed for user %s", user.pk)
+
+    async def stream(self, user, inbox, layer, channel):
+        loop = asyncio.get_running_loop()
+        end = loop.time() + settings.SSE_MAX_SECONDS
+        keepalive = settings.SSE_KEEPALIVE_SECONDS
+        pending, wake = set(), asyncio.Event()
+        gone, left = asyncio.Event(), []  # the stream ends / the client has left
+
+        async def receive_changes():
+            while True:
+                message = await layer.receive(channel)
+                if message.get("type") == "conversations.changed":
+                    reader = message.get("reader_id")
+                    if reader is None or reader == user.pk:  # someone else's read changes nothing here
+                        pending.update(message["order_ids"])
+                        wake.set()
+                elif message.get("type") == "channel_layer.lost":
+                    gone.set()  # changes were missed: the browser reconnects for the whole inbox
+                    wake.set()
+
+        async def watch_disconnect():
+            while (await self._client_receive())["type"] != "http.disconnect":
+                pass
+            left.append(True)
+            gone.set()
+            wake.set()
+
+        await self.send_headers(status=200, headers=SSE_HEADERS)
+        agents = await presence.touch_agent(user.email)
+        await self.send_body(sse("inbox", self.whole(inbox, agents)), more_body=True)
+        tasks = [loop.create_task(receive_changes()), loop.create_task(watch_disconnect())]
+        last_sent = touched = loop.time()
+        try:
+            while not gone.is_set() and loop.time() < end:
+                timeout = min(keepalive - (loop.time() - last_sent), AGENT_TOUCH_SECONDS - (loop.time() - touched))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), max(timeout, 0))
+                wake.clear()
+                if gone.is_set():
+                    break
+                if pending:
+                    await asyncio.sleep(GATHER_SECONDS)
+                    order_ids = sorted(pending)
+                    pending.clear()
+                    for item in await changed(user, order_ids):
+                        await self.send_body(sse("conversation", item), more_body=True)
+                    last_sent = loop.time()
+                if loop.time() - touched >= AGENT_TOUCH_SECONDS:
+                    await presence.touch_agent(user.email)
+                    touched = loop.time()
+                if loop.time() - last_sent >= keepalive:
+                    await self.send_body(KEEP_ALIVE, more_body=True)
+                    last_sent = loop.time()
+        except Exception:
+            # The database or Redis went away: the stream ends, and the
+            # browser reconnects (with back-off) for the whole inbox.
+            logger.warning("inbox: stream ended on an error", exc_info=True)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if not left:
+            await self.send_body(b"")  # the response ends; EventSource reconnects
+
+    @staticmethod
+    def whole(inbox, agents_online):
+        return {"now": wire.timestamp(timezone.now()), "agents_online": agents_online, "conversations": inbox}
