@@ -16,7 +16,9 @@ from .wire import DELETED_USER, timestamp
 
 LIST_LIMIT = 100  # conversations per list, unless asked for fewer (at most MAX_LIST_LIMIT)
 MAX_LIST_LIMIT = 500
-RESOLVED_IN_INBOX = 50  # the most recently resolved conversations an inbox list holds
+# The most recently changed conversations an inbox holds besides every waiting one.
+ANSWERED_IN_INBOX = 200
+RESOLVED_IN_INBOX = 50
 # The expected wait is taken from first replies in this window, once there are enough.
 REPLY_WINDOW = timedelta(hours=4)
 REPLY_SAMPLES = 3
@@ -72,12 +74,16 @@ def listing(viewer, employee, status=None, assigned=None, limit=LIST_LIMIT, orde
 
 
 def inbox(viewer):
-    """An employee's whole inbox: every conversation not resolved, and the
-    latest resolved ones."""
+    """An employee's inbox: every waiting conversation (none is ever left
+    out), the latest answered and the latest resolved ones."""
     conversations = with_unread(visible(viewer, True), viewer)
-    unresolved = list(in_inbox_order(conversations.exclude(status=Conversation.RESOLVED)))
-    resolved = list(conversations.filter(status=Conversation.RESOLVED).order_by("-updated")[:RESOLVED_IN_INBOX])
-    return items(unresolved + resolved, True)
+    waiting = list(in_inbox_order(conversations.filter(status=Conversation.WAITING)))
+    recent = [
+        conversation
+        for status, count in ((Conversation.ANSWERED, ANSWERED_IN_INBOX), (Conversation.RESOLVED, RESOLVED_IN_INBOX))
+        for conversation in conversations.filter(status=status).order_by("-updated")[:count]
+    ]
+    return items(waiting + recent, True)
 
 
 def items(rows, employee):
