@@ -23,12 +23,10 @@ urlpatterns = [
         conversations.conversation_messages,
         name="mobile_conversation_messages",
     ),
-    path("mobile-api/conversations/<int:order_id>/read/", conversations.conversation_read, name="mobile_read"),
-    path("mobile-api/conversations/<int:order_id>/claim/", conversations.conversation_claim, name="mobile_claim"),
-    path("mobile-api/conversations/<int:order_id>/release/", conversations.conversation_release, name="mobile_release"),
-    path("mobile-api/conversations/<int:order_id>/assign/", conversations.conversation_assign, name="mobile_assign"),
-    path("mobile-api/conversations/<int:order_id>/resolve/", conversations.conversation_resolve, name="mobile_resolve"),
-    path("mobile-api/conversations/<int:order_id>/reopen/", conversations.conversation_reopen, name="mobile_reopen"),
+    *(
+        path(f"mobile-api/conversations/<int:order_id>/{action}/", view, name=f"mobile_{action}")
+        for action, view in conversations.ACTIONS.items()
+    ),
     path("mobile-api/schema/", SpectacularAPIView.as_view(), name="mobile_schema"),
     path("mobile-api/docs/", SpectacularSwaggerView.as_view(url_name="mobile_schema"), name="mobile_docs"),
 ]

@@ -377,3 +377,13 @@ conversation_reopen = employee_action(
     "Open a resolved conversation again.",
     lambda request, order: actions.reopen(order.pk),
 )
+
+# What a conversation's URL takes after its order id, each a POST.
+ACTIONS = {
+    "read": conversation_read,
+    "claim": conversation_claim,
+    "release": conversation_release,
+    "assign": conversation_assign,
+    "resolve": conversation_resolve,
+    "reopen": conversation_reopen,
+}

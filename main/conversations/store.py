@@ -129,72 +129,45 @@ CONVERSED = "order_id, status, waiting_since, assigned_to_id"
 
 FUNCTION = "main_store_chat_messages"
 # The function answers every statement's rows as one table, `kind` telling them apart.
-ROW = "{kind}::text, {n}::bigint, {id}::bigint, {order_id}::bigint, {seq}::bigint, {created}::timestamptz, "
-ROW += "{text}::text, {status}::text, {waiting_since}::timestamptz, {assigned_to}::bigint"
-NULLS = dict.fromkeys(
-    ("n", "id", "order_id", "seq", "created", "text", "status", "waiting_since", "assigned_to"), "NULL"
-)
+COLUMNS = ("kind", "n", "id", "order_id", "seq", "created", "text", "status", "waiting_since", "assigned_to")
+TYPES = ("text", "bigint", "bigint", "bigint", "bigint", "timestamptz", "text", "text", "timestamptz", "bigint")
 UNNEST = (
     "SELECT n, order_id, user_id, text, client_id FROM unnest(order_ids, user_ids, texts, client_ids)"
     " WITH ORDINALITY AS u(order_id, user_id, text, client_id, n)"
 )
+
+
+def in_function(statement, kind, **values):
+    """`statement` as the function runs it: its batch from the arrays, its
+    answer as rows of the function's table (`values` by column, NULL for the
+    others)."""
+    values["kind"] = f"'{kind}'"
+    out = ", ".join(f"{values.get(column, 'NULL')}::{type_}" for column, type_ in zip(COLUMNS, TYPES, strict=True))
+    return statement.format(batch=UNNEST, created="now()", out=out)
+
+
+def _columns(table, *names):
+    return {name: f"{table}.{name}" for name in names}
+
+
+_STATEMENTS = (
+    in_function(NUMBER, "numbered", **_columns(MESSAGES, "id", "order_id", "seq", "created")),
+    in_function(ORIGINALS, "original", n="b.n", **_columns("m", "id", "order_id", "seq", "created", "text")),
+    in_function(
+        CONVERSATION,
+        "conversation",
+        assigned_to="c.assigned_to_id",
+        **_columns("c", "order_id", "status", "waiting_since"),
+    ),
+)
 POSTGRESQL_FUNCTION = f"""CREATE OR REPLACE FUNCTION {FUNCTION}(
     order_ids bigint[], user_ids bigint[], texts text[], client_ids text[])
-RETURNS TABLE (kind text, n bigint, id bigint, order_id bigint, seq bigint, created timestamptz,
-               text text, status text, waiting_since timestamptz, assigned_to bigint)
+RETURNS TABLE ({", ".join(f"{c} {t}" for c, t in zip(COLUMNS, TYPES, strict=True))})
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 BEGIN
     PERFORM 1 FROM {ORDERS} o WHERE o.id = ANY(order_ids) ORDER BY o.id FOR UPDATE;
-    RETURN QUERY {
-    NUMBER.format(
-        batch=UNNEST,
-        created="now()",
-        out=ROW.format(
-            **dict(
-                NULLS,
-                kind="'numbered'",
-                id=f"{MESSAGES}.id",
-                order_id=f"{MESSAGES}.order_id",
-                seq=f"{MESSAGES}.seq",
-                created=f"{MESSAGES}.created",
-            )
-        ),
-    )
-};
-    RETURN QUERY {
-    ORIGINALS.format(
-        batch=UNNEST,
-        out=ROW.format(
-            **dict(
-                NULLS,
-                kind="'original'",
-                n="b.n",
-                id="m.id",
-                order_id="m.order_id",
-                seq="m.seq",
-                created="m.created",
-                text="m.text",
-            )
-        ),
-    )
-};
-    RETURN QUERY {
-    CONVERSATION.format(
-        batch=UNNEST,
-        out=ROW.format(
-            **dict(
-                NULLS,
-                kind="'conversation'",
-                order_id="c.order_id",
-                status="c.status",
-                waiting_since="c.waiting_since",
-                assigned_to="c.assigned_to_id",
-            )
-        ),
-    )
-};
-END
+{"".join(f"    RETURN QUERY {statement};{chr(10)}" for statement in _STATEMENTS)}END
 $$"""
 CALL = f"SELECT * FROM {FUNCTION}(%s::bigint[], %s::bigint[], %s::text[], %s::text[])"
 

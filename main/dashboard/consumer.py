@@ -6,29 +6,18 @@ import contextlib
 import functools
 import logging
 
-from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from main import access, presence
+from main import presence
 from main.infra import answers, per_loop
 from main.infra.auth import query_params
 from main.infra.batching import Shared
-from main.infra.consumer import BaseConsumer
-from main.infra.db import db_sync_to_async
 
 from . import payloads
+from .streams import KEEP_ALIVE, SSE_HEADERS, EmployeeStream
 
 logger = logging.getLogger(__name__)
-
-SSE_HEADERS = [
-    (b"Content-Type", b"text/event-stream; charset=utf-8"),
-    (b"Cache-Control", b"no-cache"),
-    (b"X-Accel-Buffering", b"no"),  # nginx: pass events through unbuffered
-]
-KEEP_ALIVE = b": keep-alive\n\n"
-
-is_employee = db_sync_to_async(access.is_employee)
 
 
 async def _read(form):
@@ -49,7 +38,7 @@ def live_view(form):
     return per_loop.get(f"dashboard-v{form}-live", lambda: Shared(functools.partial(_view, payloads.Versions(form))))
 
 
-class ChatNotifyConsumer(BaseConsumer, AsyncHttpConsumer):
+class ChatNotifyConsumer(EmployeeStream):
     """One `data: <json>` event whenever the list changes (someone arrives or
     expires), a keep-alive comment when idle. `?nopoll`: one event, then the
     response ends.
@@ -61,21 +50,7 @@ class ChatNotifyConsumer(BaseConsumer, AsyncHttpConsumer):
       "removed": [order ids]}.
     """
 
-    # Nothing is ever sent to a stream through the channel layer.
-    channel_layer_alias = None
-
-    async def __call__(self, scope, receive=None, send=None):
-        # handle() streams, and while it runs the consumer reads nothing more
-        # from the client: handle() watches for the disconnect itself.
-        self._client_receive = scope if send is None else receive
-        return await super().__call__(scope, receive, send)
-
-    async def handle(self, body):
-        if self.scope.get("method", "GET") != "GET":
-            return await answers.respond_text(self.send, 405, "GET only.\n", (b"Allow", b"GET"))
-        user = self.scope.get("user")
-        if not await is_employee(user):
-            return await answers.respond_text(self.send, 403, "Employees only.\n")
+    async def serve(self, user, first):
         query = query_params(self.scope)
         self.form = 2 if query.get("format") == ["v2"] else 1
         if "nopoll" in query:
@@ -133,8 +108,7 @@ class ChatNotifyConsumer(BaseConsumer, AsyncHttpConsumer):
             await self.send_body(b"")  # end the response; EventSource reconnects
 
     async def watch_disconnect(self, wake):
-        while (await self._client_receive())["type"] != "http.disconnect":
-            pass
+        await self.client_gone()
         self.gone = True
         wake.set()
 

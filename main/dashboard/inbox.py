@@ -13,26 +13,21 @@ import contextlib
 import json
 import logging
 
-from channels.generic.http import AsyncHttpConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from main import access, presence
+from main import presence
 from main.conversations import events, state, wire
-from main.infra import answers
-from main.infra.consumer import BaseConsumer
-from main.infra.db import db_sync_to_async, unreachable
+from main.infra.db import db_sync_to_async
 
-from .consumer import KEEP_ALIVE, SSE_HEADERS
+from .streams import KEEP_ALIVE, SSE_HEADERS, EmployeeStream
 
 logger = logging.getLogger(__name__)
 
 # Changes are gathered this long, then read for the agent in one query.
 GATHER_SECONDS = 0.25
 AGENT_TOUCH_SECONDS = 5.0  # presence lasts 10 s per touch
-
-is_employee = db_sync_to_async(access.is_employee)
 
 
 @db_sync_to_async
@@ -49,28 +44,14 @@ def sse(kind, data):
     return b"event: %s\ndata: %s\n\n" % (kind.encode(), json.dumps(data).encode())
 
 
-class InboxConsumer(BaseConsumer, AsyncHttpConsumer):
+class InboxConsumer(EmployeeStream):
     """The inbox stream. It reads its channel-layer messages itself while it
-    streams (handle() runs as long as the response does)."""
+    streams."""
 
-    channel_layer_alias = None
+    async def first_read(self, user):
+        return await whole_inbox(user)
 
-    async def __call__(self, scope, receive=None, send=None):
-        self._client_receive = scope if send is None else receive
-        return await super().__call__(scope, receive, send)
-
-    async def handle(self, body):
-        if self.scope.get("method", "GET") != "GET":
-            return await answers.respond_text(self.send, 405, "GET only.\n", (b"Allow", b"GET"))
-        user = self.scope.get("user")
-        try:
-            if not await is_employee(user):
-                return await answers.respond_text(self.send, 403, "Employees only.\n")
-            inbox = await whole_inbox(user)
-        except Exception as error:
-            if not unreachable(error):
-                raise
-            return await answers.unavailable(self.scope, None, self.send)
+    async def serve(self, user, inbox):
         layer = get_channel_layer()
         channel = await layer.new_channel()
         await layer.group_add(events.CONVERSATIONS_GROUP, channel)
@@ -104,8 +85,7 @@ class InboxConsumer(BaseConsumer, AsyncHttpConsumer):
                     wake.set()
 
         async def watch_disconnect():
-            while (await self._client_receive())["type"] != "http.disconnect":
-                pass
+            await self.client_gone()
             left.append(True)
             gone.set()
             wake.set()
