@@ -5,7 +5,7 @@ Synchronous: callers run them in a worker thread (main.infra.db)."""
 import statistics
 from datetime import timedelta
 
-from django.db.models import Case, Count, IntegerField, OuterRef, Q, Subquery, Value, When
+from django.db.models import Case, Count, F, IntegerField, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -51,8 +51,10 @@ def with_unread(conversations, viewer):
 
 def in_inbox_order(conversations):
     """Waiting ones first, the longest wait first; then the latest change first."""
-    waiting_first = Case(When(status=Conversation.WAITING, then=Value(0)), default=Value(1))
-    return conversations.order_by(waiting_first, "waiting_since", "-updated", "order_id")
+    waiting = Q(status=Conversation.WAITING)
+    waiting_first = Case(When(waiting, then=Value(0)), default=Value(1))
+    wait_began = Case(When(waiting, then=F("waiting_since")))  # a resolved one keeps its time: not here
+    return conversations.order_by(waiting_first, wait_began, "-updated", "order_id")
 
 
 def listing(viewer, employee, status=None, assigned=None, limit=LIST_LIMIT, order_ids=None):
