@@ -6,6 +6,8 @@ subprotocol, adds ids, history, resume, typing, read markers and errors."""
 
 import json
 
+from django.utils import timezone
+
 from main.conversations import wire
 from main.infra.ids import parse_id
 
@@ -102,6 +104,7 @@ class V2:
             "reads": reads,
             "limits": limits,
             "conversation": conversation,
+            "now": wire.timestamp(timezone.now()),  # the server's clock, for waiting times
         }
 
     def conversation(self, state):

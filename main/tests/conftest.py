@@ -19,7 +19,7 @@ def _no_presence_left_over():
 
     prefix = settings.PRESENCE_KEY_PREFIX
     client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
-    client.delete(f"{prefix}expiry", f"{prefix}info", f"{prefix}log")
+    client.delete(f"{prefix}expiry", f"{prefix}info", f"{prefix}log", f"{prefix}agents")
     client.close()
 
 

@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404
 from django.shortcuts import render
+from django.views.decorators.csrf import ensure_csrf_cookie
 
 from main import access
 from main.infra.throttles import LoginPageThrottle
@@ -41,6 +42,9 @@ def my_orders(request):
     return render(request, "main/my_orders.html", {"orders": orders})
 
 
+# The dashboard and the chat page post to the conversations API with the
+# session, which needs the CSRF token: these pages always set its cookie.
+@ensure_csrf_cookie
 @login_required
 def dashboard(request):
     if not request.user.is_employee:
@@ -48,6 +52,7 @@ def dashboard(request):
     return render(request, "main/customer_service.html")
 
 
+@ensure_csrf_cookie
 @login_required
 def room(request, order_id):
     order = access.visible_order(request.user, order_id)

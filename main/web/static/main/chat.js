@@ -2,9 +2,14 @@
 // WebSocket that reconnects by itself and resumes from the highest message
 // seq up to which it has everything, so a message that was late or lost on
 // the way is always fetched again; duplicates are dropped.
-// A message the user sent stays known to the page until the server echoes it
-// back: if it is refused, or the connection drops first, its text goes back
-// into the box with a note.
+// Each message is sent with a client_id and shown as "sending" until the
+// server echoes it back. If the connection drops first, it is sent again
+// with the same client_id once the page has resumed: the server stores it
+// once, whatever became of the first send ("Sending exactly once"). If the
+// server refuses it (an `error` with its ref), its text goes back into the
+// box with a note.
+// A bar shows the conversation's status and who holds it (employees act on
+// it there); a waiting customer sees their place in the queue.
 // Everything from the server is shown with textContent, never as HTML.
 (function () {
   "use strict";
@@ -25,8 +30,14 @@
   var input = document.getElementById("chat-input");
   var sendButton = document.getElementById("chat-send");
   var errorEl = document.getElementById("chat-error");
+  var convStatus = document.getElementById("conv-status");
+  var convHolder = document.getElementById("conv-holder");
+  var convActions = document.getElementById("conv-actions"); // employees only
+  var convError = document.getElementById("conv-error"); // employees only
+  var queueEl = document.getElementById("chat-queue"); // customers only
 
   var orderId = root.dataset.orderId;
+  var me = Number(root.dataset.userId);
   var socket = null;
   var oldestId = null; // lowest message id shown: where "earlier" paging starts
   var shown = {}; // message id -> element, so nothing is shown twice
@@ -35,9 +46,11 @@
   var maxSeq = 0;
   var gapTimer = null;
   var limits = null; // from the server's `ready`
-  var pending = {}; // ref -> text of a message sent and not yet echoed back
-  var unconfirmed = []; // texts put back in the box when the connection dropped
-  var refCounter = 0;
+  // client id -> {text, bubble, socket it was last sent on}: sent, not yet
+  // echoed back. Its client id is its ref too.
+  var pending = {};
+  var conversation = null; // {status, waiting_since, assigned_to}, or null before any
+  var clockOffset = 0; // the server's clock minus ours, in ms (from `ready`)
   var othersReadUpTo = 0;
   var lastReadSent = 0;
   var retries = 0;
@@ -113,15 +126,16 @@
     if (m.mine) item.appendChild(el("div", "msg-seen", "Seen"));
     shown[m.id] = item;
 
+    // Before any later message, and before the ones still being sent.
     var next = null;
-    var nodes = log.querySelectorAll(".msg");
+    var nodes = log.querySelectorAll(".msg[data-seq]");
     for (var i = 0; i < nodes.length; i++) {
       if (Number(nodes[i].dataset.seq) > m.seq) {
         next = nodes[i];
         break;
       }
     }
-    log.insertBefore(item, next);
+    log.insertBefore(item, next || log.querySelector(".outgoing"));
     oldestId = oldestId === null ? m.id : Math.min(oldestId, m.id);
     empty.hidden = true;
     markSeen();
@@ -176,19 +190,58 @@
     showError(note);
   }
 
-  // The server has this text from us: it needs no putting back.
-  function confirmed(e) {
-    if (e.ref && pending[e.ref] !== undefined) delete pending[e.ref];
-    var i = unconfirmed.indexOf(e.message);
-    if (!e.ref && i >= 0) {
-      // It was stored after all, before the connection dropped.
-      unconfirmed.splice(i, 1);
-      if (input.value === e.message) {
-        input.value = "";
-        input.classList.remove("restored");
-        showError("");
-      }
-    }
+  // A client id per message: random, from the characters the server takes.
+  function newClientId() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID(); // secure contexts only
+    var bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Date.now().toString(36) + "-" + Array.from(bytes, function (b) {
+      return b.toString(16).padStart(2, "0");
+    }).join("");
+  }
+
+  // A message on its way: in the log, marked as not confirmed yet. Not a
+  // ".msg" until the server has stored it.
+  function pendingBubble(text) {
+    var item = el("div", "outgoing");
+    var meta = el("div", "msg-meta");
+    meta.appendChild(el("span", "msg-who", "You"));
+    meta.appendChild(el("span", "msg-sending"));
+    item.appendChild(meta);
+    item.appendChild(el("div", "msg-text", text));
+    log.appendChild(item);
+    empty.hidden = true;
+    return item;
+  }
+
+  function sendPending(clientId) {
+    var p = pending[clientId];
+    p.socket = socket;
+    p.bubble.querySelector(".msg-sending").textContent = "Sending…";
+    sendJson({ type: "message", message: p.text, ref: clientId, client_id: clientId });
+  }
+
+  // Sent on a socket that has since closed: maybe stored, maybe not. Sent
+  // again under the same client id, the server stores it once.
+  function resendPending() {
+    Object.keys(pending).forEach(function (clientId) {
+      if (pending[clientId].socket !== socket) sendPending(clientId);
+    });
+  }
+
+  function dropPending(clientId) {
+    var p = pending[clientId];
+    delete pending[clientId];
+    p.bubble.remove();
+    if (!log.querySelector(".msg, .outgoing")) empty.hidden = false;
+    return p;
+  }
+
+  // One of our messages came back (live, replayed or in history): it is
+  // stored, and shown as such.
+  function settle(m) {
+    var clientId = m.mine && (m.client_id || m.ref);
+    if (clientId && pending[clientId]) dropPending(clientId);
   }
 
   function tooLong(text) {
@@ -197,19 +250,69 @@
     return max && length > max ? "Your message is " + length + " characters long; the limit is " + max + "." : "";
   }
 
+  function duration(ms) {
+    var seconds = Math.max(0, Math.floor(ms / 1000));
+    var h = Math.floor(seconds / 3600);
+    var m = Math.floor((seconds % 3600) / 60);
+    var s = String(seconds % 60).padStart(2, "0");
+    return h ? h + ":" + String(m).padStart(2, "0") + ":" + s : m + ":" + s;
+  }
+
+  // The bar under the title: the status (the wait counting up), who holds it.
+  function showStatus() {
+    var c = conversation;
+    var status = c ? c.status : "none";
+    var text = { none: "No messages yet", answered: "Answered", resolved: "Resolved" }[status];
+    if (status === "waiting") {
+      text = "Waiting for a reply";
+      if (c.waiting_since) text += " · " + duration(Date.now() + clockOffset - Date.parse(c.waiting_since));
+    }
+    convStatus.dataset.status = status;
+    convStatus.textContent = text;
+  }
+
+  function showConversation(c) {
+    conversation = c;
+    showStatus();
+    var holder = c && c.assigned_to;
+    var mine = !!holder && holder.id === me;
+    if (convActions) {
+      convHolder.textContent = holder ? (mine ? "Held by you" : "Held by " + holder.name) : "Nobody holds it";
+      var resolved = !!c && c.status === "resolved";
+      var focused = document.activeElement;
+      var visible = { claim: !resolved && !holder, release: mine, resolve: !!c && !resolved, reopen: resolved };
+      convActions.querySelectorAll("button[data-action]").forEach(function (b) {
+        b.hidden = !visible[b.dataset.action];
+      });
+      // The button just used may be gone (Claim becomes Release): keep the
+      // keyboard user in the bar.
+      if (convActions.contains(focused) && focused.hidden) {
+        (convActions.querySelector("button:not([hidden])") || input).focus();
+      }
+    } else {
+      convHolder.textContent = holder ? holder.name + " is looking after your question" : "";
+    }
+    if (queueEl && (!c || c.status !== "waiting")) queueEl.textContent = "";
+  }
+
   var handlers = {
     ready: function (e) {
       retries = 0;
+      if (e.now) clockOffset = Date.parse(e.now) - Date.now();
       limits = e.limits;
       setStatus("online", "Connected");
       if (!input.classList.contains("restored")) showError("");
       e.reads.forEach(function (r) {
         if (!r.mine) othersReadUpTo = Math.max(othersReadUpTo, r.id);
       });
+      showConversation(e.conversation);
     },
     history: function (e) {
       var stick = e.before === null;
-      e.messages.forEach(addMessage);
+      e.messages.forEach(function (m) {
+        settle(m);
+        addMessage(m);
+      });
       if (e.before === null && contiguous === null) {
         // The latest page is every message up to its last one.
         contiguous = e.messages.length ? e.messages[e.messages.length - 1].seq : 0;
@@ -220,10 +323,12 @@
       if (!oldestId) empty.hidden = false;
       if (stick) scrollDown();
       sendRead();
+      // A first connection (not a resume): anything sent before goes again.
+      if (e.before === null) resendPending();
     },
     chat_message: function (e) {
       var stick = e.mine || nearBottom();
-      if (e.mine) confirmed(e);
+      settle(e);
       addMessage(e);
       advance();
       watchGap();
@@ -238,6 +343,8 @@
       else watchGap();
       scrollDown();
       sendRead();
+      // Every stored message is in now: those of ours still not among them go again.
+      if (!e.has_more) resendPending();
     },
     chat_join: function (e) {
       if (!e.mine) addNotice(e.username + " joined the chat");
@@ -255,13 +362,17 @@
       }
     },
     error: function (e) {
-      if (e.ref && pending[e.ref] !== undefined) {
-        var text = pending[e.ref];
-        delete pending[e.ref];
-        restore(text, e.message + " Your message was not sent; it is back in the box.");
+      if (e.ref && pending[e.ref]) {
+        restore(dropPending(e.ref).text, e.message + " Your message was not sent; it is back in the box.");
       } else {
         showError(e.message);
       }
+    },
+    conversation: function (e) {
+      showConversation({ status: e.status, waiting_since: e.waiting_since, assigned_to: e.assigned_to });
+    },
+    queue: function (e) {
+      if (queueEl && conversation && conversation.status === "waiting") queueEl.textContent = e.message;
     },
   };
 
@@ -299,19 +410,10 @@
       clearInterval(heartbeat);
       clearTimeout(gapTimer);
       gapTimer = null;
-      // Sent but not echoed back: maybe stored, maybe not. Back in the box;
-      // taken out again if the resume shows it was stored.
-      var texts = Object.keys(pending).map(function (ref) {
-        return pending[ref];
+      // Sent but not echoed back: kept, and sent again once resumed.
+      Object.keys(pending).forEach(function (clientId) {
+        pending[clientId].bubble.querySelector(".msg-sending").textContent = "Not sent yet: waiting for the connection…";
       });
-      pending = {};
-      if (texts.length) {
-        unconfirmed = unconfirmed.concat(texts);
-        restore(
-          texts.join("\n"),
-          "The connection dropped before your message was confirmed; it is back in the box. Send it again once connected."
-        );
-      }
       // Back off up to 15 s; resume from `contiguous` when back.
       var delay = Math.min(15000, 1000 * Math.pow(2, retries));
       retries += 1;
@@ -330,11 +432,11 @@
       input.focus();
       return;
     }
-    refCounter += 1;
-    var ref = "m" + Date.now().toString(36) + "-" + refCounter;
-    if (sendJson({ type: "message", message: text, ref: ref })) {
-      pending[ref] = text;
-      unconfirmed = [];
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      var clientId = newClientId();
+      pending[clientId] = { text: text, bubble: pendingBubble(text), socket: null };
+      sendPending(clientId);
+      scrollDown();
       input.value = "";
       input.classList.remove("restored");
       showError("");
@@ -378,6 +480,27 @@
 
   document.addEventListener("visibilitychange", sendRead);
 
+  // Employees' actions go through the REST API; the socket brings the new
+  // state to everyone (this page too).
+  if (convActions) {
+    convActions.addEventListener("click", function (event) {
+      var b = event.target.closest("button[data-action]");
+      if (!b) return;
+      convError.textContent = "";
+      window.BookTimeConversations.run(b, orderId, b.dataset.action, function (message) {
+        convError.textContent = message;
+      }).then(function (c) {
+        // Offline, the socket cannot tell: the answer does.
+        if (c && !(socket && socket.readyState === WebSocket.OPEN)) showConversation(c);
+      });
+    });
+  }
+  setInterval(function () {
+    if (conversation && conversation.status === "waiting") showStatus();
+  }, 1000);
+
+  // Phones: no room for the keyboard hint (nor a Shift key to use it).
+  if (window.matchMedia("(max-width: 40rem)").matches) input.placeholder = "Write a message…";
   connect();
   input.focus();
 })();

@@ -1,5 +1,8 @@
 // The customer-service dashboard: who is in which order chat, live, from
 // the event stream's v2 form. DOM APIs only: data never becomes markup.
+// Each change is passed on as a "booktime:presence" event, so that the
+// inbox (inbox.js) shows which customers are in their chat without a
+// stream of its own; the inbox owns the tab title.
 (function () {
   "use strict";
 
@@ -8,7 +11,6 @@
   var summary = document.getElementById("summary");
   var connection = document.getElementById("connection");
   var streamUrl = list.dataset.stream;
-  var baseTitle = document.title;
   var clockOffset = 0; // the server's clock minus ours, in seconds
   var source = null;
   var retryDelay = 1000;
@@ -90,6 +92,7 @@
       return a.order_id - b.order_id;
     });
     render({ now: data.now, chats: sorted });
+    document.dispatchEvent(new CustomEvent("booktime:presence", { detail: { chats: sorted } }));
   }
 
   function render(data) {
@@ -104,7 +107,6 @@
     } else {
       summary.textContent = data.chats.length ? data.chats.length + " active, nobody waiting alone" : "";
     }
-    document.title = waiting ? "(" + waiting + " waiting) " + baseTitle : baseTitle;
     tick();
   }
 
