@@ -28,7 +28,16 @@ repetition and reports medians. Rows:
 5. heartbeats one P worker absorbs, with its CPU, Redis commands (INFO
    commandstats, counting those inside scripts) and SQL per heartbeat;
 6. REST my-orders against the plain view (B's column), same token auth;
-7. the tracker against the courier stand-in called directly (B's column).
+7. the tracker against the courier stand-in called directly (B's column);
+8. what one dashboard's event stream on P is sent while N people are
+   present (made present through the touch script in Redis, each
+   heartbeating every 10 s) and 1% of N arrive and as many leave each
+   second (a stay of 100 s on average; a departure is a heartbeat not sent,
+   so the presence expires): the first event (the whole list), the median
+   and largest later event and the bytes a minute after the first, for
+   `?format=v2` (only what changed after the first) against the chapter's
+   form on the same server (the whole list each time, B's column), each
+   measured alone over the same window.
 
 Last, latency against load: open-loop runs like row 1's at rising total
 rates, each target's sweep stopping at its first sign of overload (p99 past
@@ -46,7 +55,7 @@ raised (BENCH_LIMITS): the closed loop answers far faster than a person.
 
 This module is the command line and the order of the run. The rest:
 bench.stack (the processes and what they say), bench.machine (CPUs and
-/proc), bench.chat_rows (rows 1-3), bench.presence_rows (rows 4-5),
+/proc), bench.chat_rows (rows 1-3), bench.presence_rows (rows 4, 5, 8),
 bench.http_rows (rows 6-7), bench.sweep, bench.loadgen (the chat clients),
 bench.report (the table and results.json) and bench.plot.
 """
@@ -80,7 +89,7 @@ def main():
         help="P's PostgreSQL commits: durable (shipped) or async (for comparison, see P_COMMITS)",
     )
     parser.add_argument(
-        "--rows", default="1,2,3,4,5,6,7,sweep", help="the rows to measure, and `sweep` for the latency sweep"
+        "--rows", default="1,2,3,4,5,6,7,8,sweep", help="the rows to measure, and `sweep` for the latency sweep"
     )
     args = parser.parse_args()
     rows_wanted = set(args.rows.split(","))
@@ -98,6 +107,7 @@ def main():
     heartbeats = (20, 400, 1) if quick else (200, 2000, 10)  # (sockets, heartbeats/s, seconds)
     order_counts = [10, 100] if quick else [10, 100, 1000]
     http_seconds = 0.5 if quick else 10
+    stream_present, stream_window = ([150], 3) if quick else ([1500, 15000], 60)  # (people present, seconds)
     # The sweep: (rooms, total rates in msg/s, seconds per point, budget in s).
     sweep_plan = (4, [25, 100], 0.5, 15) if quick else (100, [100, 200, 500, 1000, 2000, 5000], 5, 600)
     names = args.targets.split(",")
@@ -143,6 +153,9 @@ def main():
         if "P" in names and "7" in rows_wanted:
             http_rows.tracker(stack, report, http_seconds)
             mark("row 7")
+        if "P" in names and "8" in rows_wanted:
+            presence_rows.dashboard_stream(stack, report, stream_present, stream_window)
+            mark("row 8")
         if "sweep" in rows_wanted:
             # Last: it takes each target into overload, which must not weigh on the rows.
             rooms, rates, point_seconds, budget = sweep_plan

@@ -2,8 +2,8 @@
 chapter's list, or the v2 form the dashboard page reads."""
 
 import asyncio
+import functools
 import json
-from dataclasses import dataclass
 
 from django.urls import reverse
 
@@ -30,30 +30,34 @@ def v1(snap):
     ]
 
 
+def v2_chat(order_id, people, last_spoken_to):
+    """One chat of the v2 list: who is present with their role, whether an
+    employee is, since when its customers have waited (None once an employee
+    is present), and who last spoke to them (a dict or None)."""
+    employee_present = any(p.is_employee for p in people)
+    customers = [p.since for p in people if not p.is_employee]
+    return {
+        "order_id": order_id,
+        "link": chat_link(order_id),
+        "present": [
+            {"email": p.email, "role": "employee" if p.is_employee else "customer", "since": p.since} for p in people
+        ],
+        "employee_present": employee_present,
+        "waiting_since": None if employee_present or not customers else min(customers),
+        "last_spoken_to": last_spoken_to,
+    }
+
+
+def v2_order(chats):
+    """Waiting chats first, longest wait first, then by order id."""
+    return sorted(chats, key=lambda c: (c["waiting_since"] is None, c["waiting_since"] or 0, c["order_id"]))
+
+
 def v2(snap, last_spoken_to):
-    """Per chat: who is present with their role, whether an employee is, since
-    when its customers have waited (None once an employee is present), and who
-    last spoke to them (`last_spoken_to`: order id -> dict or None). Waiting
-    chats come first, longest wait first."""
-    chats = []
-    for order_id, people in _by_order(snap).items():
-        employee_present = any(p.is_employee for p in people)
-        customers = [p.since for p in people if not p.is_employee]
-        chats.append(
-            {
-                "order_id": order_id,
-                "link": chat_link(order_id),
-                "present": [
-                    {"email": p.email, "role": "employee" if p.is_employee else "customer", "since": p.since}
-                    for p in people
-                ],
-                "employee_present": employee_present,
-                "waiting_since": None if employee_present or not customers else min(customers),
-                "last_spoken_to": last_spoken_to.get(order_id),
-            }
-        )
-    chats.sort(key=lambda c: (c["waiting_since"] is None, c["waiting_since"] or 0, c["order_id"]))
-    return chats
+    """The v2 list (`last_spoken_to`: order id -> dict or None), see v2_chat."""
+    return v2_order(
+        v2_chat(order_id, people, last_spoken_to.get(order_id)) for order_id, people in _by_order(snap).items()
+    )
 
 
 @db_sync_to_async
@@ -67,55 +71,74 @@ def data(payload):
     return b"data: %s\n\n" % json.dumps(payload).encode()
 
 
-@dataclass(frozen=True)
 class View:
-    """What a process's dashboard streams of one form get from one read:
-    the list in full, and (v2) what changed since the version before."""
+    """What a process's dashboard streams of one form get from one read: the
+    list in full (encoded when a stream first needs it) and, for v2, what
+    changed since the version before."""
 
-    version: int  # counts the changes this process has seen
-    shown: list  # what the client sees
-    full: bytes  # the whole list, as an event
-    since: int | None  # the version `changes` goes on from
-    changes: bytes | None  # the v2 event with what changed since then: {"now", "changed", "removed"}
-    next_expiry: float | None  # seconds to the next expiry
+    def __init__(self, version, chats, since, changes, next_expiry, form):
+        self.version = version  # counts the changes this process has seen
+        self.since = since  # the version `changes` goes on from, or None
+        self.changes = changes  # the event with what changed since then (v2: {"now", "changed", "removed"})
+        self.next_expiry = next_expiry  # seconds to the next expiry
+        self._chats, self._form = chats, form
+
+    @functools.cached_property
+    def full(self):
+        """The whole list, as an event."""
+        if self._form == 1:
+            return self.changes
+        now, chats = self._chats
+        return data({"now": now, "chats": v2_order(chats)})
 
 
 class Versions:
     """One process's succession of dashboard lists of one form, so that the
     streams that saw the one before get only what changed (encoded once for
-    all of them), not the whole list again."""
+    all of them), not the whole list again. A v2 view rebuilds only the chats
+    whose people changed, and asks the database only about those."""
 
     def __init__(self, form):
         self.form = form
-        self.version, self.shown, self.by_order = 0, None, {}
+        self.version, self.shown = 0, None
+        self.people, self.chats = {}, {}  # v2: order id -> its people, and its chat as last sent
         self.lock = asyncio.Lock()  # one view at a time: each follows the one before
 
     async def view(self, snap):
         async with self.lock:
-            return await self._view(snap)
+            if self.form == 1:
+                return self._v1(snap)
+            return await self._v2(snap)
 
-    async def _view(self, snap):
-        if self.form == 1:
-            shown = v1(snap)
-            if shown != self.shown:
-                self.version += 1
-            self.shown = shown
-            event = data(shown)
-            return View(self.version, shown, event, self.version - 1, event, snap.seconds_to_next_expiry)
-        order_ids = sorted({p.order_id for p in snap.people})
-        shown = v2(snap, await last_spoken_to(order_ids) if order_ids else {})
-        by_order = {chat["order_id"]: chat for chat in shown}
-        changed = [chat for chat in shown if self.by_order.get(chat["order_id"]) != chat]
-        removed = sorted(set(self.by_order) - set(by_order))
-        changes = None
-        if changed or removed or self.shown is None:
+    def _v1(self, snap):
+        shown = v1(snap)
+        if shown != self.shown:
             self.version += 1
-            changes = data({"now": snap.now, "changed": changed, "removed": removed})
-        self.shown, self.by_order = shown, by_order
-        full = data({"now": snap.now, "chats": shown})
-        return View(
-            self.version, shown, full, self.version - 1 if changes else None, changes, snap.seconds_to_next_expiry
-        )
+        self.shown = shown
+        return View(self.version, None, self.version - 1, data(shown), snap.seconds_to_next_expiry, 1)
+
+    async def _v2(self, snap):
+        people = {order_id: tuple(chat) for order_id, chat in _by_order(snap).items()}
+        # last_spoken_to changes only when an employee joins, before their presence begins.
+        touched = [order_id for order_id, chat in people.items() if self.people.get(order_id) != chat]
+        spoken = await last_spoken_to(touched) if touched else {}
+        removed = sorted(set(self.chats) - set(people))
+        for order_id in removed:
+            del self.chats[order_id]
+        changed = []
+        for order_id in touched:
+            chat = v2_chat(order_id, people[order_id], spoken.get(order_id))
+            if self.chats.get(order_id) != chat:
+                changed.append(chat)
+            self.chats[order_id] = chat
+        changes = None
+        if changed or removed or self.version == 0:
+            self.version += 1
+            changes = data({"now": snap.now, "changed": v2_order(changed), "removed": removed})
+        self.people = people
+        since = self.version - 1 if changes else None
+        chats = (snap.now, list(self.chats.values()))
+        return View(self.version, chats, since, changes, snap.seconds_to_next_expiry, 2)
 
 
 async def event(snap, form):

@@ -30,12 +30,12 @@ def quick(module, *args, timeout=120):
 
 
 @pytest.mark.timeout(180)
-def test_bench_quick_prints_all_seven_rows_and_writes_its_results():
+def test_bench_quick_prints_all_eight_rows_and_writes_its_results():
     started = time.time()
     run = quick("bench.run")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     rows = set(re.findall(r"^\| (\d)\. ", run.stdout, re.MULTILINE))
-    assert rows == {str(n) for n in range(1, 8)}, run.stdout
+    assert rows == {str(n) for n in range(1, 9)}, run.stdout
     missing = re.findall(r"^\| \d\. [^|]+ \| n/a \|.*$", run.stdout, re.MULTILINE)
     assert not missing, f"rows without a figure for P: {missing}"
     printed = re.findall(r"^\| \d\. .*$", run.stdout, re.MULTILINE)
@@ -56,6 +56,9 @@ def test_bench_quick_prints_all_seven_rows_and_writes_its_results():
         assert machine["versions"][package], package
     assert [r["line"] for r in results["rows"]] == printed
     assert all(r["figures"]["P"] is not None for r in results["rows"])
+    # Row 8: the dashboard stream, v2 (P) against the chapter's form on the same server (B).
+    stream = [r for r in results["rows"] if r["row"] == 8]
+    assert len(stream) == 4 and all(r["figures"]["B"] is not None for r in stream), stream
 
     sweep = results["sweep"]
     assert set(sweep["points"]) == {"P", "B", "U"}
