@@ -59,9 +59,10 @@ def test_migration_numbers_existing_messages_per_order_in_id_order():
 
 
 def store_function_body():
+    """The function's body and its settings, as the database holds them."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = %s", [store.FUNCTION])
-        return cursor.fetchone()[0]
+        cursor.execute("SELECT prosrc, proconfig FROM pg_proc WHERE proname = %s", [store.FUNCTION])
+        return tuple(cursor.fetchone())
 
 
 def test_the_database_holds_the_store_function_the_code_defines():
@@ -69,7 +70,7 @@ def test_the_database_holds_the_store_function_the_code_defines():
     without a migration that installs it again fails here."""
     if connection.vendor != "postgresql":
         pytest.skip("a PostgreSQL function")
-    defined = store.POSTGRESQL_FUNCTION.split("$$")[1]
+    defined = store.POSTGRESQL_FUNCTION.split("$$")[1], [f"{k}={v}" for k, v in store.FUNCTION_SETTINGS.items()]
     assert store_function_body() == defined
     old = migrate_to_just_before("_store_chat_messages_from_the_store")
     assert store_function_body() != defined and old is not None
