@@ -1,6 +1,7 @@
 """The store's function again: its conversation statement reads each
 order's new messages as ranges of the (order, seq) index rather than
-scanning the chat's history (main.conversations.store.CONVERSATION)."""
+scanning the chat's history, and its statements are planned once per
+connection, without JIT (main.conversations.store)."""
 
 from django.db import migrations
 
