@@ -113,17 +113,21 @@ def no_sideways_scrolling(page, width):
     assert page.evaluate("document.documentElement.scrollWidth") <= width
 
 
+def two_customers_and_an_agent():
+    """Jane and Bob, an order each, and Adam, an employee."""
+    jane = factories.UserFactory(email="jane_doe@example.com", first_name="Jane", last_name="Doe")
+    bob = factories.UserFactory(email="bob@example.com", first_name="Bob", last_name="Stone")
+    agent = factories.EmployeeFactory(email="agent@booktime.domain", first_name="Adam", last_name="Ford")
+    return jane, factories.OrderFactory(user=jane), bob, factories.OrderFactory(user=bob), agent
+
+
 def seconds_waited(text):
     minutes, seconds = re.fullmatch(r"Waiting (\d+):(\d\d)", text).groups()
     return int(minutes) * 60 + int(seconds)
 
 
 def test_a_customer_who_wrote_and_left_waits_in_the_inbox_until_claimed_and_resolved(worker_server, browser, env):
-    jane = factories.UserFactory(email="jane_doe@example.com", first_name="Jane", last_name="Doe")
-    janes_order = factories.OrderFactory(user=jane)
-    bob = factories.UserFactory(email="bob@example.com", first_name="Bob", last_name="Stone")
-    bobs_order = factories.OrderFactory(user=bob)
-    agent = factories.EmployeeFactory(email="agent@booktime.domain", first_name="Adam", last_name="Ford")
+    jane, janes_order, bob, bobs_order, agent = two_customers_and_an_agent()
     server = worker_server(env)
 
     context, page = open_inbox(browser, server, agent.email)
@@ -256,11 +260,7 @@ def test_a_claim_someone_else_got_first_says_who_holds_it(worker_server, browser
 
 
 def test_notifications_are_asked_for_on_a_click_and_the_sound_can_be_muted(worker_server, browser, env):
-    jane = factories.UserFactory(email="jane_doe@example.com", first_name="Jane", last_name="Doe")
-    janes_order = factories.OrderFactory(user=jane)
-    bob = factories.UserFactory(email="bob@example.com", first_name="Bob", last_name="Stone")
-    bobs_order = factories.OrderFactory(user=bob)
-    agent = factories.EmployeeFactory(email="agent@booktime.domain", first_name="Adam", last_name="Ford")
+    jane, janes_order, bob, bobs_order, agent = two_customers_and_an_agent()
     server = worker_server(env)
 
     context, page = open_inbox(browser, server, agent.email, grant=False)

@@ -250,14 +250,6 @@
     return max && length > max ? "Your message is " + length + " characters long; the limit is " + max + "." : "";
   }
 
-  function duration(ms) {
-    var seconds = Math.max(0, Math.floor(ms / 1000));
-    var h = Math.floor(seconds / 3600);
-    var m = Math.floor((seconds % 3600) / 60);
-    var s = String(seconds % 60).padStart(2, "0");
-    return h ? h + ":" + String(m).padStart(2, "0") + ":" + s : m + ":" + s;
-  }
-
   // The bar under the title: the status (the wait counting up), who holds it.
   function showStatus() {
     var c = conversation;
@@ -265,7 +257,7 @@
     var text = { none: "No messages yet", answered: "Answered", resolved: "Resolved" }[status];
     if (status === "waiting") {
       text = "Waiting for a reply";
-      if (c.waiting_since) text += " · " + duration(Date.now() + clockOffset - Date.parse(c.waiting_since));
+      if (c.waiting_since) text += " · " + BookTimeLive.duration(Date.now() + clockOffset - Date.parse(c.waiting_since));
     }
     convStatus.dataset.status = status;
     convStatus.textContent = text;

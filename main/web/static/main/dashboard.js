@@ -12,8 +12,6 @@
   var connection = document.getElementById("connection");
   var streamUrl = list.dataset.stream;
   var clockOffset = 0; // the server's clock minus ours, in seconds
-  var source = null;
-  var retryDelay = 1000;
 
   function el(tag, className, text) {
     var node = document.createElement(tag);
@@ -24,14 +22,6 @@
 
   function serverNow() {
     return Date.now() / 1000 + clockOffset;
-  }
-
-  function duration(seconds) {
-    seconds = Math.max(0, Math.floor(seconds));
-    var h = Math.floor(seconds / 3600);
-    var m = Math.floor((seconds % 3600) / 60);
-    var s = String(seconds % 60).padStart(2, "0");
-    return h ? h + ":" + String(m).padStart(2, "0") + ":" + s : m + ":" + s;
   }
 
   function clockTime(epochSeconds) {
@@ -113,36 +103,14 @@
   // Waiting times count up every second between events.
   function tick() {
     list.querySelectorAll("[data-waiting-since]").forEach(function (badge) {
-      badge.textContent = "Waiting " + duration(serverNow() - Number(badge.dataset.waitingSince));
+      badge.textContent = "Waiting " + BookTimeLive.duration(1000 * (serverNow() - Number(badge.dataset.waitingSince)));
     });
   }
 
-  function setConnection(state, text) {
-    connection.className = "conn " + state;
-    connection.textContent = text;
-  }
-
-  // EventSource retries by itself after a dropped stream, but gives up for
-  // good on an error status (403, 503): then we reconnect, backing off.
-  function connect() {
-    source = new EventSource(streamUrl);
-    source.onopen = function () {
-      retryDelay = 1000;
-      setConnection("live", "Live");
-    };
+  setInterval(tick, 1000);
+  BookTimeLive.follow(streamUrl, connection, function (source) {
     source.onmessage = function (event) {
       apply(JSON.parse(event.data));
     };
-    source.onerror = function () {
-      setConnection("down", "Reconnecting…");
-      if (source.readyState === EventSource.CLOSED) {
-        source.close();
-        setTimeout(connect, retryDelay);
-        retryDelay = Math.min(retryDelay * 2, 30000);
-      }
-    };
-  }
-
-  setInterval(tick, 1000);
-  connect();
+  });
 })();

@@ -62,8 +62,6 @@
   var filter = FILTERS[recall(TAB_KEY)] ? recall(TAB_KEY) : "waiting";
   var muted = recall(MUTED_KEY) === "1";
   var audio = null;
-  var source = null;
-  var retryDelay = 1000;
 
   // localStorage may be refused (private modes, policies): then the page
   // just forgets.
@@ -96,14 +94,6 @@
 
   function time(iso) {
     return iso ? Date.parse(iso) : 0;
-  }
-
-  function duration(ms) {
-    var seconds = Math.max(0, Math.floor(ms / 1000));
-    var h = Math.floor(seconds / 3600);
-    var m = Math.floor((seconds % 3600) / 60);
-    var s = String(seconds % 60).padStart(2, "0");
-    return h ? h + ":" + String(m).padStart(2, "0") + ":" + s : m + ":" + s;
   }
 
   function clockTime(iso) {
@@ -323,7 +313,7 @@
   function tick() {
     var now = Date.now() + clockOffset;
     list.querySelectorAll("[data-waiting-since]").forEach(function (state) {
-      state.textContent = "Waiting " + duration(now - Date.parse(state.dataset.waitingSince));
+      state.textContent = "Waiting " + BookTimeLive.duration(now - Date.parse(state.dataset.waitingSince));
     });
   }
 
@@ -356,35 +346,6 @@
 
   function startedWaiting(before, now) {
     return now.status === "waiting" && (!before || before.status !== "waiting");
-  }
-
-  function setConnection(state, text) {
-    connection.className = "conn " + state;
-    connection.textContent = text;
-  }
-
-  // EventSource retries by itself after a dropped stream, but gives up for
-  // good on an error status (403, 503): then we reconnect, backing off.
-  function connect() {
-    source = new EventSource(streamUrl);
-    source.onopen = function () {
-      retryDelay = 1000;
-      setConnection("live", "Live");
-    };
-    source.addEventListener("inbox", function (event) {
-      takeAll(JSON.parse(event.data));
-    });
-    source.addEventListener("conversation", function (event) {
-      takeOne(JSON.parse(event.data));
-    });
-    source.onerror = function () {
-      setConnection("down", "Reconnecting…");
-      if (source.readyState === EventSource.CLOSED) {
-        source.close();
-        setTimeout(connect, retryDelay);
-        retryDelay = Math.min(retryDelay * 2, 30000);
-      }
-    };
   }
 
   document.addEventListener("booktime:presence", function (event) {
@@ -548,5 +509,12 @@
   showPermission();
   selectTab(filter, false);
   setInterval(tick, 1000);
-  connect();
+  BookTimeLive.follow(streamUrl, connection, function (source) {
+    source.addEventListener("inbox", function (event) {
+      takeAll(JSON.parse(event.data));
+    });
+    source.addEventListener("conversation", function (event) {
+      takeOne(JSON.parse(event.data));
+    });
+  });
 })();
