@@ -328,6 +328,9 @@ def test_the_conversation_bar_and_the_queue(worker_server, browser):
     for width in (390, 1280):
         for page, who in ((customer_page, "customer"), (agent_page, "agent")):
             page.set_viewport_size({"width": width, "height": 844 if width == 390 else 800})
+            # A phone has no room for the keyboard hint, nor a Shift key to use it.
+            hint = "Write a message…" if width == 390 else re.compile("Enter to send")
+            expect(page.locator("#chat-input")).to_have_attribute("placeholder", hint)
             screenshot(page, f"chat-{who}-waiting-{width}")
     for page in (customer_page, agent_page):
         for width in (320, 390):

@@ -492,7 +492,13 @@
   }, 1000);
 
   // Phones: no room for the keyboard hint (nor a Shift key to use it).
-  if (window.matchMedia("(max-width: 40rem)").matches) input.placeholder = "Write a message…";
+  var narrow = window.matchMedia("(max-width: 40rem)");
+  var hint = input.placeholder;
+  function fitPlaceholder() {
+    input.placeholder = narrow.matches ? "Write a message…" : hint;
+  }
+  narrow.addEventListener("change", fitPlaceholder);
+  fitPlaceholder();
   connect();
   input.focus();
 })();
