@@ -14,6 +14,17 @@ def role(member):
     return "employee" if member[1].startswith("bench-agent") else "customer"
 
 
+def apply_v2(chats, event):
+    """The dashboard's chats (order id -> chat) after one `?format=v2` event:
+    the whole list, or what changed since the last."""
+    if "chats" in event:
+        return {c["order_id"]: c for c in event["chats"]}
+    chats.update((c["order_id"], c) for c in event["changed"])
+    for order_id in event["removed"]:
+        chats.pop(order_id, None)
+    return chats
+
+
 @dataclass
 class PresenceWatch:
     """The dashboard's events, judged while `judging`."""
@@ -34,12 +45,7 @@ class PresenceWatch:
         """One dashboard event at loop time `now`: everyone present (the
         first), or what changed since the last."""
         self.events += 1
-        if "chats" in data:
-            self.chats = {c["order_id"]: c for c in data["chats"]}
-        else:
-            self.chats.update((c["order_id"], c) for c in data["changed"])
-            for order_id in data["removed"]:
-                self.chats.pop(order_id, None)
+        self.chats = apply_v2(self.chats, data)
         current = {(c["order_id"], p["email"]): p["since"] for c in self.chats.values() for p in c["present"]}
         if self.judging:
             for member in self.last.keys() - current.keys():

@@ -55,8 +55,8 @@ raised (BENCH_LIMITS): the closed loop answers far faster than a person.
 
 This module is the command line and the order of the run. The rest:
 bench.stack (the processes and what they say), bench.machine (CPUs and
-/proc), bench.chat_rows (rows 1-3), bench.presence_rows (rows 4, 5, 8),
-bench.http_rows (rows 6-7), bench.sweep, bench.loadgen (the chat clients),
+/proc), bench.chat_rows (rows 1-3), bench.presence_rows (rows 4-5),
+bench.http_rows (rows 6-7), bench.stream_rows (row 8), bench.sweep, bench.loadgen (the chat clients),
 bench.report (the table and results.json) and bench.plot.
 """
 
@@ -66,7 +66,7 @@ import time
 
 from harness.servers import ROOT
 
-from . import chat_rows, http_rows, presence_rows, sweep
+from . import chat_rows, http_rows, presence_rows, stream_rows, sweep
 from .machine import LOADGEN_CPU, pinned
 from .report import ARTIFACTS, HEADER, Report, describe_machine
 from .stack import P_COMMITS, P_SERVERS, QUICK_SQL_SETTLE, SHIPPED_SERVER, SQL_SETTLE, BenchStack
@@ -154,7 +154,7 @@ def main():
             http_rows.tracker(stack, report, http_seconds)
             mark("row 7")
         if "P" in names and "8" in rows_wanted:
-            presence_rows.dashboard_stream(stack, report, stream_present, stream_window)
+            stream_rows.dashboard_stream(stack, report, stream_present, stream_window)
             mark("row 8")
         if "sweep" in rows_wanted:
             # Last: it takes each target into overload, which must not weigh on the rows.
