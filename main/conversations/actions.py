@@ -54,10 +54,11 @@ def claim(order_id, agent):
 def release(order_id, agent):
     """Nobody holds it any more; only its holder may let it go (Held)."""
     with transaction.atomic():
-        conversation = Conversation.objects.select_for_update().get(order_id=order_id)
-        if conversation.assigned_to_id not in (None, agent.pk):
-            raise Held(conversation.assigned_to)
-        Conversation.objects.filter(order_id=order_id).update(assigned_to=None, updated=timezone.now())
+        _conversation(order_id)
+        free = Q(assigned_to__isnull=True) | Q(assigned_to=agent)
+        let_go = Conversation.objects.filter(free, order_id=order_id).update(assigned_to=None, updated=timezone.now())
+        if not let_go:
+            raise Held(Conversation.objects.select_related("assigned_to").get(order_id=order_id).assigned_to)
     return _changed(order_id)
 
 

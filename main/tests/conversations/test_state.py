@@ -133,6 +133,11 @@ def test_claiming_an_order_nobody_wrote_about_makes_its_conversation(cast):
     }
 
 
+def test_releasing_an_order_nobody_wrote_about_answers_its_state(cast):
+    _, order, agent, _ = cast
+    assert actions.release(order.pk, agent) == {"status": "answered", "waiting_since": None, "assigned_to": None}
+
+
 def test_unread_counts_follow_each_reader_s_marker(cast):
     customer, order, agent, _ = cast
     for text in ("a", "b", "c"):
