@@ -128,7 +128,7 @@ def shown(items, employee):
             i["online"] = i["order_id"] in online
         return items
     waiting = [i for i in items if i["status"] == Conversation.WAITING]
-    line = async_to_sync(queue.current)() if waiting else None
+    line = queue.now() if waiting else None
     for i in items:
         i["queue"] = line.place(i["order_id"]) if i["status"] == Conversation.WAITING else None
     return items

@@ -345,6 +345,7 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_add(events.CONVERSATIONS_GROUP, self.channel_name)
         elif self.in_queue and not waiting:
             await self.channel_layer.group_discard(events.CONVERSATIONS_GROUP, self.channel_name)
+            self.place = None  # waiting again later, the customer is told their place again
         self.in_queue = waiting
         if waiting:
             await self.conversations_changed(None)
@@ -352,7 +353,9 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
     async def conversations_changed(self, event):
         # The queue is read beside the chat, not in its way: a message to or
         # from this socket is not held up by it. Changes that come while it
-        # is read make one more read after it.
+        # is read make one more read after it. Someone reading moves nobody.
+        if event is not None and event.get("reader_id") is not None:
+            return
         if self.placing is None or self.placing.done():
             self.placing = asyncio.ensure_future(self.tell_place())
         else:

@@ -12,6 +12,8 @@ possible."""
 import math
 from dataclasses import dataclass
 
+from asgiref.sync import async_to_sync
+
 from main import presence
 from main.infra import per_loop
 from main.infra.batching import Shared
@@ -61,14 +63,19 @@ def message(position, agents_online, expected):
     return f"{ahead} Expected wait: about {minutes} minute{'s' if minutes != 1 else ''}."
 
 
-@db_sync_to_async
 def _waiting():
+    """(the waiting orders, the median first reply), from the database."""
     return tuple(state.waiting_orders()), state.median_first_reply()
 
 
 async def _read():
-    (waiting, median), agents = await _waiting(), await presence.agents_online()
+    (waiting, median), agents = await db_sync_to_async(_waiting)(), await presence.agents_online()
     return Queue(waiting, median, agents)
+
+
+def now():
+    """The queue now, read at once (for sync code: the REST API)."""
+    return Queue(*_waiting(), async_to_sync(presence.agents_online)())
 
 
 async def current():

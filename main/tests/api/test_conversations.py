@@ -237,6 +237,12 @@ def test_a_waiting_customer_is_told_where_they_stand(worker_server, cast):
     status, mine = api(server, "GET", f"{BASE}{order.pk}/", customer)
     assert mine["queue"]["position"] == 1
 
+    # Answered, then waiting again at the same place: told it again.
+    api(server, "POST", f"{BASE}{order.pk}/messages/", agent, {"message": "On its way"})
+    c.until("conversation", status="answered")
+    c.say("Thanks, one more thing")
+    assert c.until("queue", position=1)["waiting"] == 1
+
 
 def test_employees_get_no_queue_and_v1_gets_no_conversation_events(worker_server, cast):
     server = worker_server()
