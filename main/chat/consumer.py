@@ -9,6 +9,7 @@ import time
 from autobahn.exception import Disconnected
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from redis.exceptions import RedisError
 
 from main import presence
 from main.conversations import events, queue
@@ -158,7 +159,11 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
                 await asyncio.wait([self.heartbeat_sent], timeout=HEARTBEAT_LANDS_SECONDS)
             if self.member is not None:
                 logger.info("Chat closed: user %s, order %s", self.member.user_id, self.member.order_id)
-                await self.channel_layer.group_send(self.group, service.presence_event("chat_leave", self.member))
+                try:
+                    await self.channel_layer.group_send(self.group, service.presence_event("chat_leave", self.member))
+                except (RedisError, OSError) as error:
+                    # The others see the presence list without them soon anyway.
+                    logger.warning("Chat leave not told, channel layer unavailable: %s", error)
         finally:
             await self.leave_groups()
 

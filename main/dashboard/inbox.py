@@ -10,18 +10,19 @@ wait)."""
 
 import asyncio
 import contextlib
-import json
 import logging
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from main import presence
 from main.conversations import events, state, wire
+from main.infra import answers
 from main.infra.db import db_sync_to_async
 
-from .streams import KEEP_ALIVE, SSE_HEADERS, EmployeeStream
+from .streams import KEEP_ALIVE, SSE_HEADERS, EmployeeStream, sse
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +41,6 @@ def changed(user, order_ids):
     return state.listing(user, True, limit=None, order_ids=order_ids)
 
 
-def sse(kind, data):
-    return b"event: %s\ndata: %s\n\n" % (kind.encode(), json.dumps(data).encode())
-
-
 class InboxConsumer(EmployeeStream):
     """The inbox stream. It reads its channel-layer messages itself while it
     streams."""
@@ -52,20 +49,38 @@ class InboxConsumer(EmployeeStream):
         return await whole_inbox(user)
 
     async def serve(self, user, inbox):
-        layer = get_channel_layer()
-        channel = await layer.new_channel()
-        await layer.group_add(events.CONVERSATIONS_GROUP, channel)
+        layer, channel = get_channel_layer(), None
+        try:
+            channel = await layer.new_channel()
+            await layer.group_add(events.CONVERSATIONS_GROUP, channel)
+            agents = await presence.touch_agent(user.email)
+        except (RedisError, OSError):
+            # Nothing answered yet: a 503 the page retries (with back-off).
+            logger.warning("inbox: Redis unavailable", exc_info=True)
+            await self.leave(layer, channel)
+            return await answers.respond_text(
+                self.send, 503, "The inbox is unavailable, try again shortly.\n", answers.retry_after()
+            )
         logger.info("inbox: stream opened for user %s", user.pk)
         try:
-            await self.stream(user, inbox, layer, channel)
+            await self.stream(user, inbox, agents, layer, channel)
         finally:
+            await self.leave(layer, channel)
+            logger.info("inbox: stream closed for user %s", user.pk)
+
+    @staticmethod
+    async def leave(layer, channel):
+        if channel is None:
+            return
+        try:
             await layer.group_discard(events.CONVERSATIONS_GROUP, channel)
             delete_channel = getattr(layer, "delete_channel", None)
             if delete_channel is not None:
                 await delete_channel(channel)
-            logger.info("inbox: stream closed for user %s", user.pk)
+        except (RedisError, OSError):
+            logger.warning("inbox: channel not left (Redis unavailable)", exc_info=True)
 
-    async def stream(self, user, inbox, layer, channel):
+    async def stream(self, user, inbox, agents, layer, channel):
         loop = asyncio.get_running_loop()
         end = loop.time() + settings.SSE_MAX_SECONDS
         keepalive = settings.SSE_KEEPALIVE_SECONDS
@@ -91,8 +106,7 @@ class InboxConsumer(EmployeeStream):
             wake.set()
 
         await self.send_headers(status=200, headers=SSE_HEADERS)
-        agents = await presence.touch_agent(user.email)
-        await self.send_body(sse("inbox", self.whole(inbox, agents)), more_body=True)
+        await self.send_body(sse(self.whole(inbox, agents), "inbox"), more_body=True)
         tasks = [loop.create_task(receive_changes()), loop.create_task(watch_disconnect())]
         last_sent = touched = loop.time()
         try:
@@ -108,7 +122,7 @@ class InboxConsumer(EmployeeStream):
                     order_ids = sorted(pending)
                     pending.clear()
                     for item in await changed(user, order_ids):
-                        await self.send_body(sse("conversation", item), more_body=True)
+                        await self.send_body(sse(item, "conversation"), more_body=True)
                     last_sent = loop.time()
                 if loop.time() - touched >= AGENT_TOUCH_SECONDS:
                     await presence.touch_agent(user.email)

@@ -3,12 +3,13 @@ chapter's list, or the v2 form the dashboard page reads."""
 
 import asyncio
 import functools
-import json
 
 from django.urls import reverse
 
 from main.infra.db import db_sync_to_async
 from main.models import Order
+
+from .streams import sse
 
 
 def chat_link(order_id):
@@ -67,10 +68,6 @@ def last_spoken_to(order_ids):
     return {o.pk: {"email": o.last_spoken_to.email, "name": o.last_spoken_to.display_name} for o in orders}
 
 
-def data(payload):
-    return b"data: %s\n\n" % json.dumps(payload).encode()
-
-
 class View:
     """What a process's dashboard streams of one form get from one read: the
     list in full (encoded when a stream first needs it) and, for v2, what
@@ -89,7 +86,7 @@ class View:
         if self._form == 1:
             return self.changes
         now, chats = self._chats
-        return data({"now": now, "chats": v2_order(chats)})
+        return sse({"now": now, "chats": v2_order(chats)})
 
 
 class Versions:
@@ -115,7 +112,7 @@ class Versions:
         if shown != self.shown:
             self.version += 1
         self.shown = shown
-        return View(self.version, None, self.version - 1, data(shown), snap.seconds_to_next_expiry, 1)
+        return View(self.version, None, self.version - 1, sse(shown), snap.seconds_to_next_expiry, 1)
 
     async def _v2(self, snap):
         people = {order_id: tuple(chat) for order_id, chat in _by_order(snap).items()}
@@ -134,7 +131,7 @@ class Versions:
         changes = None
         if changed or removed or self.version == 0:
             self.version += 1
-            changes = data({"now": snap.now, "changed": v2_order(changed), "removed": removed})
+            changes = sse({"now": snap.now, "changed": v2_order(changed), "removed": removed})
         self.people = people
         since = self.version - 1 if changes else None
         chats = (snap.now, list(self.chats.values()))
@@ -145,7 +142,7 @@ async def event(snap, form):
     """(what the client sees, the event's bytes) in `form` 1 or 2, in full."""
     if form == 1:
         shown = v1(snap)
-        return shown, data(shown)
+        return shown, sse(shown)
     order_ids = sorted({p.order_id for p in snap.people})
     shown = v2(snap, await last_spoken_to(order_ids) if order_ids else {})
-    return shown, data({"now": snap.now, "chats": shown})
+    return shown, sse({"now": snap.now, "chats": shown})

@@ -1,5 +1,7 @@
 """The base of the employees' event streams (Server-Sent Events)."""
 
+import json
+
 from channels.generic.http import AsyncHttpConsumer
 
 from main import access
@@ -13,6 +15,13 @@ SSE_HEADERS = [
     (b"X-Accel-Buffering", b"no"),  # nginx: pass events through unbuffered
 ]
 KEEP_ALIVE = b": keep-alive\n\n"
+
+
+def sse(payload, kind=None):
+    """One event: `data: <json>`, named `kind` if given."""
+    name = b"event: %s\n" % kind.encode() if kind else b""
+    return name + b"data: %s\n\n" % json.dumps(payload).encode()
+
 
 is_employee = db_sync_to_async(access.is_employee)
 

@@ -56,6 +56,18 @@ def present(server, agent):
     return {c["order_id"]: sorted(p["email"] for p in c["present"]) for c in data["chats"]}
 
 
+def inbox_status(server, agent):
+    """The status the inbox stream answers with (its response left unread)."""
+    request = urllib.request.Request(
+        f"{server.url}/customer-service/inbox/", headers={"Authorization": f"Token {token(agent)}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
 def test_redis_restart_mid_chat_closes_sockets_that_reconnect_and_resume(worker_server, throwaway_redis, people):
     customer, order, agent, _ = people
     redis = throwaway_redis()
@@ -86,6 +98,7 @@ def test_redis_restart_mid_chat_closes_sockets_that_reconnect_and_resume(worker_
     with pytest.raises((InvalidHandshake, ConnectionClosed, OSError, TimeoutError)):
         open_chat(server, order.pk, token_query=token(customer), v2=True).close()
     assert present(server, agent) is None
+    assert inbox_status(server, agent) == 503
 
     redis.start()  # empty, on the same port
     back = time.monotonic()
