@@ -305,6 +305,7 @@ class Conversation(models.Model):
             models.Index(fields=["status", "waiting_since"], name="main_conv_status_waiting"),
             models.Index(fields=["assigned_to", "status"], name="main_conv_assigned_status"),
             models.Index(fields=["last_replied_at"], name="main_conv_replied"),
+            models.Index(fields=["status", "-updated"], name="main_conv_status_updated"),  # the inbox's lists
         ]
 
     def __str__(self):

@@ -62,7 +62,8 @@ def store_function_body():
     """The function's body and its settings, as the database holds them."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT prosrc, proconfig FROM pg_proc WHERE proname = %s", [store.FUNCTION])
-        return tuple(cursor.fetchone())
+        row = cursor.fetchone()
+        return None if row is None else tuple(row)
 
 
 def test_the_database_holds_the_store_function_the_code_defines():

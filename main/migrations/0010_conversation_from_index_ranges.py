@@ -14,7 +14,7 @@ def install(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("main", "0008_conversations"),
+        ("main", "0009_conversations"),
     ]
 
     operations = [migrations.RunPython(install, migrations.RunPython.noop)]

@@ -4,8 +4,6 @@ and installed from there, by this migration and by each later one that
 changes it (main/tests/test_migrations.py checks the database holds the
 code's)."""
 
-import importlib
-
 from django.db import migrations
 
 
@@ -15,15 +13,15 @@ def install(apps, schema_editor):
     install(schema_editor)
 
 
-def restore(apps, schema_editor):
+def remove(apps, schema_editor):
+    # Back to 0007's state: no function.
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute("DROP FUNCTION IF EXISTS main_store_chat_messages(bigint[], bigint[], text[], text[])")
-    importlib.import_module("main.migrations.0006_store_chat_messages_function").create(apps, schema_editor)
 
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("main", "0006_store_chat_messages_function"),
+        ("main", "0007_drop_store_chat_messages_function"),
     ]
 
-    operations = [migrations.RunPython(install, restore)]
+    operations = [migrations.RunPython(install, remove)]

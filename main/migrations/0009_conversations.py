@@ -27,7 +27,7 @@ def install(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("main", "0007_store_chat_messages_from_the_store"),
+        ("main", "0008_store_chat_messages_from_the_store"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -88,6 +88,7 @@ class Migration(migrations.Migration):
                     models.Index(fields=["status", "waiting_since"], name="main_conv_status_waiting"),
                     models.Index(fields=["assigned_to", "status"], name="main_conv_assigned_status"),
                     models.Index(fields=["last_replied_at"], name="main_conv_replied"),
+                    models.Index(fields=["status", "-updated"], name="main_conv_status_updated"),
                 ],
             },
         ),
