@@ -289,8 +289,7 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         if message_id is None:
             raise protocol.ChatError("bad_request", "`id` (the last message id read) is required.")
         last_read = await service.mark_read(self.member, message_id)
-        await self.channel_layer.group_send(self.group, service.read_event(self.member, last_read))
-        await events.conversations_changed([self.member.order_id], reader_id=self.member.user_id)
+        await events.read(self.member.order_id, self.member.user_id, self.member.name, last_read)
 
     async def send_history_page(self, before, messages, has_more):
         if before is None:  # the latest page may overlap live events already queued

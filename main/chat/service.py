@@ -135,7 +135,3 @@ def presence_event(kind, member):
 
 def typing_event(member):
     return {"type": "chat_typing", "username": member.name, "user_id": member.user_id}
-
-
-def read_event(member, last_read):
-    return {"type": "chat_read", "username": member.name, "user_id": member.user_id, "id": last_read}

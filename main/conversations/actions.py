@@ -96,9 +96,7 @@ def read(order_id, reader, seq):
     """`reader` has read the order's messages up to `seq`; the id of the
     last one read now, as the chat's read markers give it."""
     last_read = messages.mark_read(order_id, reader.pk, messages.id_of_seq(order_id, seq))
-    event = {"type": "chat_read", "username": reader.display_name, "user_id": reader.pk, "id": last_read}
-    events.send_now(events.order_group(order_id), event)
-    events.conversations_changed_now([order_id], reader_id=reader.pk)
+    events.read_now(order_id, reader.pk, reader.display_name, last_read)
     return last_read
 
 

@@ -55,6 +55,13 @@ async def conversations_changed(order_ids, reader_id=None):
     await send(CONVERSATIONS_GROUP, changed_event(order_ids, reader_id))
 
 
+async def read(order_id, user_id, username, last_read):
+    """Someone read the chat up to message `last_read`: its sockets see a
+    `chat_read`, and the reader's inbox their unread count change."""
+    await send(order_group(order_id), {"type": "chat_read", "username": username, "user_id": user_id, "id": last_read})
+    await conversations_changed([order_id], reader_id=user_id)
+
+
 async def conversation_state(order_id, state):
     """An order's conversation changed hands or status (an action): its chat
     sockets and the inboxes are told."""
@@ -77,4 +84,5 @@ def told(coroutine_function):
 
 send_now = told(send)
 conversations_changed_now = told(conversations_changed)
+read_now = told(read)
 conversation_state_now = told(conversation_state)
