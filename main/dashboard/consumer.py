@@ -21,9 +21,9 @@ logger = logging.getLogger(__name__)
 
 
 async def _read(form):
-    """The whole list in `form` from presence now (a one-off listing)."""
-    snap = await presence.snapshot(live=False)
-    return await payloads.event(snap, form)
+    """The whole list in `form` from presence now (a one-off listing), as an event."""
+    view = await payloads.Versions(form).view(await presence.snapshot(live=False))
+    return view.full
 
 
 async def _view(versions):
@@ -46,7 +46,7 @@ class ChatNotifyConsumer(EmployeeStream):
     - default (the chapter's form): [{"link", "text": "<id> (<emails>)"}],
       the whole list each time;
     - `?format=v2` (the dashboard page): {"now", "chats": [...]} first (see
-      payloads.v2), then only what changed: {"now", "changed": [...],
+      payloads.v2_chat), then only what changed: {"now", "changed": [...],
       "removed": [order ids]}.
     """
 
@@ -55,7 +55,7 @@ class ChatNotifyConsumer(EmployeeStream):
         self.form = 2 if query.get("format") == ["v2"] else 1
         if "nopoll" in query:
             try:
-                _, event = await _read(self.form)
+                event = await _read(self.form)
             except RedisError:
                 logger.exception("notify: presence store unavailable")
                 return await self.unavailable()

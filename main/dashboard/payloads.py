@@ -54,13 +54,6 @@ def v2_order(chats):
     return sorted(chats, key=lambda c: (c["waiting_since"] is None, c["waiting_since"] or 0, c["order_id"]))
 
 
-def v2(snap, last_spoken_to):
-    """The v2 list (`last_spoken_to`: order id -> dict or None), see v2_chat."""
-    return v2_order(
-        v2_chat(order_id, people, last_spoken_to.get(order_id)) for order_id, people in _by_order(snap).items()
-    )
-
-
 @db_sync_to_async
 def last_spoken_to(order_ids):
     """Order id -> {"email", "name"} of the employee who last joined its chat."""
@@ -136,13 +129,3 @@ class Versions:
         since = self.version - 1 if changes else None
         chats = (snap.now, list(self.chats.values()))
         return View(self.version, chats, since, changes, snap.seconds_to_next_expiry, 2)
-
-
-async def event(snap, form):
-    """(what the client sees, the event's bytes) in `form` 1 or 2, in full."""
-    if form == 1:
-        shown = v1(snap)
-        return shown, sse(shown)
-    order_ids = sorted({p.order_id for p in snap.people})
-    shown = v2(snap, await last_spoken_to(order_ids) if order_ids else {})
-    return shown, sse({"now": snap.now, "chats": shown})
