@@ -73,5 +73,5 @@ window.BookTimeConversations = (function () {
       });
   }
 
-  return { act: act, run: run, LABELS: LABELS };
+  return { run: run, LABELS: LABELS };
 })();

@@ -178,6 +178,8 @@
 
   // Updated in place, so a focused button keeps its focus.
   function updateRow(parts, c) {
+    if (parts.c === c) return; // each change is a new object: an unchanged row is left as it is
+    parts.c = c;
     var customer = c.customer || { name: "Customer", email: "" };
     parts.item.dataset.status = c.status;
     parts.item.classList.toggle("mine", isMine(c));
@@ -498,7 +500,6 @@
         // (Not a notification: the agent did it.)
         var held = items[orderId];
         if (c && (!held || time(c.updated) >= time(held.updated))) {
-          delete c.online;
           items[orderId] = c;
           render();
         }
