@@ -42,22 +42,20 @@ def _changed(order_id):
 
 def claim(order_id, agent):
     """`agent` holds the conversation, unless someone else does (Held)."""
-    with transaction.atomic():
-        _conversation(order_id)
-        free = Q(assigned_to__isnull=True) | Q(assigned_to=agent)
-        taken = Conversation.objects.filter(free, order_id=order_id).update(assigned_to=agent, updated=timezone.now())
-        if not taken:
-            raise Held(Conversation.objects.select_related("assigned_to").get(order_id=order_id).assigned_to)
-    return _changed(order_id)
+    return _hand_over(order_id, agent, agent)
 
 
 def release(order_id, agent):
     """Nobody holds it any more; only its holder may let it go (Held)."""
+    return _hand_over(order_id, agent, None)
+
+
+def _hand_over(order_id, agent, holder):
+    """`holder` holds the conversation, if `agent` or nobody did (else Held)."""
     with transaction.atomic():
         _conversation(order_id)
         free = Q(assigned_to__isnull=True) | Q(assigned_to=agent)
-        let_go = Conversation.objects.filter(free, order_id=order_id).update(assigned_to=None, updated=timezone.now())
-        if not let_go:
+        if not Conversation.objects.filter(free, order_id=order_id).update(assigned_to=holder, updated=timezone.now()):
             raise Held(Conversation.objects.select_related("assigned_to").get(order_id=order_id).assigned_to)
     return _changed(order_id)
 
