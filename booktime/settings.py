@@ -144,6 +144,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Unset, both live in this process: fine for one process, wrong for several.
 REDIS_URL = env.str("REDIS_URL", default="")
 CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="pubsub")
+# Redis's pub/sub channels ignore the database number: deployments (or test
+# runs) sharing one Redis keep apart by this prefix.
+CHANNEL_LAYER_PREFIX = env.str("CHANNEL_LAYER_PREFIX", default="asgi")
 if REDIS_URL:
     CHANNEL_LAYER_CONFIGS = {
         # The default, chosen by measurement (docs/benchmarks.md): messages
@@ -153,7 +156,10 @@ if REDIS_URL:
         # sockets, which resume.
         "pubsub": {
             "BACKEND": "main.infra.channel_layer.PubSubChannelLayer",
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2}]},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2}],
+                "prefix": CHANNEL_LAYER_PREFIX,
+            },
         },
         # channels_redis's list-based layer, with a pool that waits rather
         # than fails when busy.
@@ -173,6 +179,7 @@ if REDIS_URL:
                         "max_connections": 50,
                     }
                 ],
+                "prefix": CHANNEL_LAYER_PREFIX,
                 "capacity": env.int("CHANNEL_CAPACITY", default=1000),
                 # Must outlive any socket's idle life; sockets renew it on heartbeats.
                 "group_expiry": env.int("CHANNEL_GROUP_EXPIRY", default=86400),
