@@ -5,10 +5,15 @@ from django.urls import path
 from .chat.consumer import ChatConsumer
 from .dashboard.consumer import ChatNotifyConsumer
 from .dashboard.inbox import InboxConsumer
+from .infra import health, scrape
 from .infra.auth import TokenAuthMiddlewareStack
 from .tracker.consumer import OrderTrackerConsumer
 
 http_urlpatterns = [
+    # Probes and the scrape: raw handlers, no session, auth or throttle (docs/operations.md).
+    path("healthz", health.healthz),
+    path("readyz", health.readyz),
+    path("metrics", scrape.metrics),
     path("customer-service/notify/", TokenAuthMiddlewareStack(ChatNotifyConsumer.as_asgi())),
     path("customer-service/inbox/", TokenAuthMiddlewareStack(InboxConsumer.as_asgi())),
     path(
