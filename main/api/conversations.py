@@ -15,6 +15,7 @@ from rest_framework.throttling import UserRateThrottle
 
 from main import access, presence
 from main.conversations import actions, messages, queue, state, wire
+from main.infra import metrics
 from main.infra.ids import parse_id
 from main.models import Conversation
 
@@ -216,7 +217,10 @@ class SendThrottle(UserRateThrottle):
     def allow_request(self, request, view):
         if request.method != "POST":
             return True
-        return super().allow_request(request, view)
+        if super().allow_request(request, view):
+            return True
+        metrics.throttled("chat_send")
+        return False
 
 
 @extend_schema(
@@ -284,6 +288,8 @@ def send(request, order):
         code, detail = problem
         return Response({"detail": detail, "code": code}, status=status.HTTP_400_BAD_REQUEST)
     stored = actions.send(order, request.user, text, body.validated_data.get("client_id"))
+    if stored.fresh:
+        metrics.API_MESSAGES_STORED.inc()
     event = messages.message_event(stored.message, order.user_id, request.user.display_name)
     return Response(
         as_seen(event, request.user), status=status.HTTP_201_CREATED if stored.fresh else status.HTTP_200_OK

@@ -10,7 +10,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from main import presence
-from main.infra import answers, per_loop
+from main.infra import answers, metrics, per_loop
 from main.infra.auth import query_params
 from main.infra.batching import Shared
 
@@ -61,9 +61,11 @@ class ChatNotifyConsumer(EmployeeStream):
                 return await self.unavailable()
             return await self.send_response(200, event, headers=SSE_HEADERS)
         logger.info("notify: stream opened for user %s", user.pk)
+        metrics.DASHBOARD_STREAMS.inc()
         try:
             await self.stream()
         finally:
+            metrics.DASHBOARD_STREAMS.dec()
             logger.info("notify: stream closed for user %s", user.pk)
 
     async def stream(self):

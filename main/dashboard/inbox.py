@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from main import presence
 from main.conversations import events, state, wire
-from main.infra import answers
+from main.infra import answers, metrics
 from main.infra.db import db_sync_to_async
 
 from .streams import KEEP_ALIVE, SSE_HEADERS, EmployeeStream, sse
@@ -62,9 +62,11 @@ class InboxConsumer(EmployeeStream):
                 self.send, 503, "The inbox is unavailable, try again shortly.\n", answers.retry_after()
             )
         logger.info("inbox: stream opened for user %s", user.pk)
+        metrics.INBOX_STREAMS.inc()
         try:
             await self.stream(user, inbox, agents, layer, channel)
         finally:
+            metrics.INBOX_STREAMS.dec()
             await self.leave(layer, channel)
             logger.info("inbox: stream closed for user %s", user.pk)
 

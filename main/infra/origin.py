@@ -10,12 +10,20 @@ ride a user's session cookie (cross-site WebSocket hijacking).
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 
+from . import metrics
+
 
 class MissingOrAllowedOriginValidator(OriginValidator):
     async def __call__(self, scope, receive, send):
         if scope["type"] == "websocket" and not any(name == b"origin" for name, _ in scope.get("headers", ())):
             return await self.application(scope, receive, send)
         return await super().__call__(scope, receive, send)
+
+    def valid_origin(self, parsed_origin):
+        valid = super().valid_origin(parsed_origin)
+        if not valid:
+            metrics.handshake_refused("origin")
+        return valid
 
 
 def AllowedHostsOrNoOriginValidator(application):

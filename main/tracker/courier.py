@@ -11,12 +11,13 @@ caller (the order tracker) turns it into a 502 or 504.
 
 import asyncio
 import json
+import time
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from django.conf import settings
 
-from main.infra import per_loop
+from main.infra import metrics, per_loop
 
 MAX_BYTES = 64 * 1024  # a shipment status is a few hundred bytes
 MAX_REDIRECTS = 3
@@ -26,10 +27,15 @@ TEXT = "text/plain; charset=utf-8"
 
 
 class CourierError(Exception):
-    """The courier could not be reached or gave an unusable answer (502)."""
+    """The courier could not be reached or gave an unusable answer (502);
+    `outcome` says which, for the metrics (metrics.COURIER_OUTCOMES)."""
 
     status = 502
     code = "courier_unavailable"
+
+    def __init__(self, message, outcome="bad_answer"):
+        super().__init__(message)
+        self.outcome = outcome
 
 
 class CourierTimeout(CourierError):
@@ -37,6 +43,9 @@ class CourierTimeout(CourierError):
 
     status = 504
     code = "courier_timeout"
+
+    def __init__(self, message):
+        super().__init__(message, "timeout")
 
 
 class CourierAnswer(bytes):
@@ -110,7 +119,8 @@ async def _fetch(url):
                     raise CourierError("the courier redirected off its host")
                 continue
             if response.status != 200:
-                raise CourierError(f"the courier answered HTTP {response.status}")
+                outcome = "not_found" if response.status == 404 else "http_error"
+                raise CourierError(f"the courier answered HTTP {response.status}", outcome)
             body = await _read_capped(response)
             answer = CourierAnswer(body)
             answer.content_type = _safe_content_type(response, body)
@@ -120,11 +130,23 @@ async def _fetch(url):
 
 async def fetch_status(order_id):
     """The courier's answer for an order, as CourierAnswer (bytes); raises
-    CourierTimeout or CourierError, always within COURIER_API_TIMEOUT."""
+    CourierTimeout or CourierError, always within COURIER_API_TIMEOUT. Each
+    call is counted by its outcome and timed (main.infra.metrics)."""
+    started = time.perf_counter()
+    try:
+        answer = await _fetch_in_time(order_id)
+    except CourierError as exc:
+        metrics.courier_called(exc.outcome, time.perf_counter() - started)
+        raise
+    metrics.courier_called("ok", time.perf_counter() - started)
+    return answer
+
+
+async def _fetch_in_time(order_id):
     try:
         async with asyncio.timeout(settings.COURIER_API_TIMEOUT):
             return await _fetch(status_url(order_id))
     except TimeoutError as exc:
         raise CourierTimeout("the courier did not answer in time") from exc
     except (aiohttp.ClientError, ValueError) as exc:  # refused, reset, bad HTTP, bad URL
-        raise CourierError(f"the courier could not be reached ({type(exc).__name__})") from exc
+        raise CourierError(f"the courier could not be reached ({type(exc).__name__})", "unreachable") from exc
