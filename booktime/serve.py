@@ -19,6 +19,8 @@ import sys
 import uvicorn
 from uvicorn.importer import import_from_string
 
+from main.infra import server
+
 # A stop (SIGTERM or Ctrl-C) closes every chat socket with 1012 (service
 # restart: clients reconnect and resume), lets their consumers leave their
 # chats, then closes the shared connections (ASGI lifespan, main.per_loop).
@@ -38,6 +40,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     application = import_from_string(args.application)  # sets Django and its logging up
+    from django.conf import settings
+
+    server.configure(
+        max_header_bytes=settings.SERVER_MAX_HEADER_BYTES,
+        header_timeout=settings.SERVER_HEADER_TIMEOUT,
+        send_timeout=settings.SERVER_SEND_TIMEOUT,
+    )
     # uvicorn re-raises the SIGTERM it handled once it has shut down; a
     # clean stop then exits with 0 rather than die of the signal.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
@@ -47,8 +56,12 @@ def main(argv=None):
         host=args.bind,
         port=args.port,
         loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
+        http=server.LimitedHttpProtocol,  # httptools, with header limits and a send timeout
+        ws=server.LimitedWebSocketProtocol,  # websockets' sans-I/O protocol, likewise
+        ws_max_size=settings.CHAT_MAX_FRAME_BYTES,
+        ws_ping_interval=settings.WS_PING_INTERVAL,
+        ws_ping_timeout=settings.WS_PING_TIMEOUT,
+        timeout_keep_alive=settings.SERVER_KEEPALIVE_TIMEOUT,
         # Chat frames are small: compressing them saves little and costs each
         # socket a compressor and a decompressor (zlib state, tens of KB).
         ws_per_message_deflate=False,

@@ -285,3 +285,14 @@ CHAT_RATE_BURST = env.int("CHAT_RATE_BURST", default=5)  # messages a socket may
 CHAT_RATE_PER_SECOND = env.float("CHAT_RATE_PER_SECOND", default=1.0)  # ...then this many per second
 CHAT_HISTORY_PAGE = env.int("CHAT_HISTORY_PAGE", default=50)  # messages per history page (max)
 CHAT_RESUME_LIMIT = env.int("CHAT_RESUME_LIMIT", default=500)  # missed messages replayed per resume
+CHAT_MAX_SOCKETS_PER_USER = env.int("CHAT_MAX_SOCKETS_PER_USER", default=20)  # open chat sockets, per worker
+
+# The production worker's limits where the bytes arrive (booktime/serve.py,
+# main/infra/server.py; docs/operations.md, "Limits"). A WebSocket frame over
+# CHAT_MAX_FRAME_BYTES is refused by the server itself, with 1009.
+SERVER_MAX_HEADER_BYTES = env.int("SERVER_MAX_HEADER_BYTES", default=32768)
+SERVER_HEADER_TIMEOUT = env.float("SERVER_HEADER_TIMEOUT", default=10.0)
+SERVER_KEEPALIVE_TIMEOUT = env.int("SERVER_KEEPALIVE_TIMEOUT", default=5)
+SERVER_SEND_TIMEOUT = env.float("SERVER_SEND_TIMEOUT", default=10.0)
+WS_PING_INTERVAL = env.float("WS_PING_INTERVAL", default=20.0)
+WS_PING_TIMEOUT = env.float("WS_PING_TIMEOUT", default=20.0)

@@ -1,0 +1,226 @@
+"""Limits where the bytes arrive, against a real worker (booktime.serve):
+WebSocket frame size, request headers' size and time, sockets per user, and
+a client that stops reading (main/infra/server.py, docs/operations.md)."""
+
+import base64
+import contextlib
+import json
+import os
+import socket
+import time
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from main import factories, models
+from main.tests.clients import TIMEOUT, ChatClient, open_chat, recv, token, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def rss_kib(server):
+    """The worker process's resident memory, in KiB."""
+    with open(f"/proc/{server.process.pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def raw_request(server, data, timeout=TIMEOUT):
+    """Send `data` on a fresh connection; everything the server answers before it closes."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as conn:
+        conn.sendall(data)
+        return read_until_closed(conn, timeout)
+
+
+def read_until_closed(conn, timeout):
+    conn.settimeout(timeout)
+    received = b""
+    while True:
+        try:
+            chunk = conn.recv(65536)
+        except ConnectionResetError:  # closed with our bytes unread: ended all the same
+            return received
+        if not chunk:
+            return received
+        received += chunk
+
+
+def raw_websocket(server, order_id, key, rcvbuf=None):
+    """A chat socket (v2) opened by hand on a plain TCP socket, so a test can
+    stop reading it; `rcvbuf` shrinks the client's kernel buffer."""
+    conn = socket.socket()
+    if rcvbuf:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    conn.settimeout(TIMEOUT)
+    conn.connect(("127.0.0.1", server.port))
+    nonce = base64.b64encode(os.urandom(16)).decode()
+    conn.sendall(
+        (
+            f"GET /ws/customer-service/{order_id}/?token={key} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Key: {nonce}\r\nSec-WebSocket-Protocol: booktime.chat.v2\r\n\r\n"
+        ).encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += conn.recv(1)  # byte by byte: nothing after the handshake is read
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return conn
+
+
+def client_frame(payload: bytes, opcode=0x1):
+    """A masked client frame (RFC 6455)."""
+    mask = os.urandom(4)
+    length = len(payload)
+    if length < 126:
+        header = bytes([0x80 | opcode, 0x80 | length])
+    elif length < 65536:
+        header = bytes([0x80 | opcode, 0x80 | 126]) + length.to_bytes(2, "big")
+    else:
+        header = bytes([0x80 | opcode, 0x80 | 127]) + length.to_bytes(8, "big")
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+# --- WebSocket frames ------------------------------------------------------------
+
+
+def test_a_frame_over_the_chat_limit_closes_the_socket_with_1009(worker_server, people):
+    customer, order, _, _ = people
+    server = worker_server()
+    ws = open_chat(server, order.pk, token_query=token(customer), v2=True)
+    recv(ws, "history")
+    ws.send(json.dumps({"type": "message", "message": "x" * 20000}))  # over the 16 KiB frame limit
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            ws.recv(timeout=TIMEOUT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    # The customer's next socket works.
+    ChatClient(server, order.pk, customer).say("still here")
+
+
+def test_oversized_frames_do_not_grow_the_worker(worker_server, people):
+    """Frames of 8 MiB from several sockets of one customer: each is refused
+    as its header arrives, before its body is buffered."""
+    customer, order, _, _ = people
+    server = worker_server()
+    ChatClient(server, order.pk, customer).ws.close()  # the worker has served a chat once
+    before = rss_kib(server)
+    for _ in range(20):
+        conn = raw_websocket(server, order.pk, token(customer))
+        length = 8 * 1024 * 1024
+        conn.sendall(bytes([0x81, 0x80 | 127]) + length.to_bytes(8, "big") + os.urandom(4))
+        with contextlib.suppress(OSError):  # the server may have closed it already
+            conn.sendall(os.urandom(1024 * 1024))  # the first MiB of its body, if the server still reads
+        read_until_closed(conn, TIMEOUT)  # the server ends it (a timeout here fails the test)
+        conn.close()
+    grown = rss_kib(server) - before
+    assert grown < 40 * 1024, f"the worker grew by {grown} KiB"
+
+
+# --- Request headers ------------------------------------------------------------
+
+
+def test_huge_request_headers_are_refused_with_431(worker_server):
+    server = worker_server()
+    answer = raw_request(server, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Filler: " + b"a" * 200_000 + b"\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:100]
+
+
+def test_headers_within_the_limit_are_served(worker_server):
+    server = worker_server()
+    answer = raw_request(
+        server,
+        b"GET /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Filler: "
+        + b"a" * 8000
+        + b"\r\nConnection: close\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
+
+
+def test_headers_that_never_finish_are_answered_408_and_closed(worker_server):
+    server = worker_server({"SERVER_HEADER_TIMEOUT": "1"})
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as conn:
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        answer = read_until_closed(conn, TIMEOUT)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+    assert time.monotonic() - started < 4
+
+
+def test_a_connection_that_sends_nothing_is_closed(worker_server):
+    server = worker_server({"SERVER_HEADER_TIMEOUT": "1"})
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as conn:
+        assert read_until_closed(conn, TIMEOUT) == b""
+    assert time.monotonic() - started < 4
+
+
+def test_a_slow_body_after_headers_is_not_cut_by_the_header_timeout(worker_server, people):
+    """The header timeout is for headers: a chat page request that arrives
+    slowly but whose headers came in time is answered."""
+    server = worker_server({"SERVER_HEADER_TIMEOUT": "1"})
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as conn:
+        conn.sendall(b"GET /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        time.sleep(0.5)  # within the timeout: the rest of the headers comes later
+        conn.sendall(b"Connection: close\r\n\r\n")
+        assert read_until_closed(conn, TIMEOUT).startswith(b"HTTP/1.1 200")
+
+
+# --- Sockets per user -----------------------------------------------------------
+
+
+def test_a_user_may_open_only_so_many_chat_sockets(worker_server, people):
+    customer, order, _, _ = people
+    server = worker_server({"CHAT_MAX_SOCKETS_PER_USER": "3"})
+    first = [ChatClient(server, order.pk, customer) for _ in range(3)]
+    extra = open_chat(server, order.pk, token_query=token(customer), v2=True)
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            extra.recv(timeout=TIMEOUT)
+    assert closed.value.rcvd.code == 4429
+    # Another user is not held back, and a closed socket frees its place.
+    other = factories.OrderFactory()
+    ChatClient(server, other.pk, other.user)
+    first[0].ws.close()
+    wait_for(lambda: _opens(server, order.pk, customer), TIMEOUT)
+
+
+def _opens(server, order_id, user):
+    ws = open_chat(server, order_id, token_query=token(user), v2=True)
+    try:
+        return json.loads(ws.recv(timeout=TIMEOUT))["type"] == "ready"
+    except ConnectionClosed:
+        return False
+    finally:
+        ws.close()
+
+
+# --- A client that stops reading ------------------------------------------------
+
+
+def test_a_client_that_stops_reading_is_closed_and_its_room_told(worker_server, people):
+    customer, order, agent, _ = people
+    # Long messages to page through: each history page is about 100 KB.
+    models.ChatMessage.objects.bulk_create(
+        models.ChatMessage(order=order, seq=n + 1, user=agent, text=f"{n} " + "w" * 1990) for n in range(50)
+    )
+    server = worker_server({"SERVER_SEND_TIMEOUT": "2", "WS_PING_INTERVAL": "1", "WS_PING_TIMEOUT": "1"})
+    watcher = ChatClient(server, order.pk, agent)
+    stuck = raw_websocket(server, order.pk, token(customer), rcvbuf=4096)
+    watcher.until("chat_join", username="Jane Doe")
+    before = rss_kib(server)
+    # It asks for page after page and reads none of them.
+    for _ in range(25):
+        stuck.sendall(client_frame(json.dumps({"type": "history", "limit": 50}).encode()))
+    started = time.monotonic()
+    watcher.until("chat_leave", timeout=15, username="Jane Doe")
+    assert time.monotonic() - started < 10
+    grown = rss_kib(server) - before
+    assert grown < 40 * 1024, f"the worker grew by {grown} KiB"
+    stuck.close()
+    # The chat goes on for the others, and the log has no error.
+    watcher.say("anyone there?")
+    watcher.until("chat_message", ref="anyone there?")
+    assert " ERROR " not in server.log() and "Traceback" not in server.log()
