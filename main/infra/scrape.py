@@ -53,7 +53,8 @@ async def _read(read):
         async with asyncio.timeout(READ_TIMEOUT_SECONDS):
             await read()
     except Exception as error:  # a timeout too: the gauges keep their last values
-        logger.warning("metrics: %s not read (%s)", getattr(read, "__qualname__", read), type(error).__name__)
+        name = f"{getattr(read, '__module__', '')}.{getattr(read, '__qualname__', read)}"
+        logger.warning("metrics: %s failed (%s); its numbers are the last read", name, type(error).__name__)
 
 
 async def metrics(scope, receive, send):
