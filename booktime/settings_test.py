@@ -17,3 +17,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, te
 # Uploads made by the tests go to a folder of their own, emptied per run
 # (conftest.py).
 MEDIA_ROOT = BASE_DIR / "artifacts" / "media"
+# The test client's login() authenticates without a request: let it through
+# axes' backend (main/tests/axes_backend.py); every other login is throttled.
+AUTHENTICATION_BACKENDS = ["main.tests.axes_backend.AxesBackend", "django.contrib.auth.backends.ModelBackend"]

@@ -1,6 +1,3 @@
-import math
-
-from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404
@@ -8,28 +5,6 @@ from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from main import access
-from main.infra.throttles import LoginPageThrottle
-
-
-class LoginView(auth_views.LoginView):
-    """Django's login page, its wrong passwords counted against the mobile
-    API's login throttle (one budget per client address), so guessing here
-    is no way around it."""
-
-    def post(self, request, *args, **kwargs):
-        self.throttle = LoginPageThrottle()
-        if not self.throttle.allow_request(request, self):
-            # Refused before the password is checked: the answer is the same
-            # whether it was right or not.
-            context = self.get_context_data(form=self.get_form_class()(request), throttled=True)
-            response = self.render_to_response(context, status=429)
-            response["Retry-After"] = str(math.ceil(self.throttle.wait() or 1))
-            return response
-        return super().post(request, *args, **kwargs)
-
-    def form_invalid(self, form):
-        self.throttle.count_failure()
-        return super().form_invalid(form)
 
 
 def home(request):
