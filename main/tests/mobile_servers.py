@@ -8,12 +8,11 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
-from django.core.cache import cache
 
 from harness import servers
 
 COURIER_TIMEOUT = 1.5  # the test app's COURIER_API_TIMEOUT
-LOGIN_RATE = 5  # the test app's login attempts per minute
+LOGIN_LIMIT = 5  # the test app's LOGIN_FAILURE_LIMIT
 
 
 @dataclass
@@ -59,11 +58,6 @@ def token_header(token):
     return {"Authorization": f"Token {token}"}
 
 
-def reset_login_throttle():
-    # ScopedRateThrottle's key for anonymous clients on loopback.
-    cache.delete("throttle_mobile-login_127.0.0.1")
-
-
 @pytest.fixture(scope="module")
 def standin():
     server = servers.courier_standin()
@@ -80,7 +74,7 @@ def app(django_db_setup, django_db_blocker, standin):
             {
                 "COURIER_API_URL": f"{standin.url}/",
                 "COURIER_API_TIMEOUT": str(COURIER_TIMEOUT),
-                "MOBILE_LOGIN_RATE": f"{LOGIN_RATE}/min",
+                "LOGIN_FAILURE_LIMIT": str(LOGIN_LIMIT),
             }
         )
     yield server
@@ -89,8 +83,6 @@ def app(django_db_setup, django_db_blocker, standin):
 
 @pytest.fixture
 def clean(transactional_db, standin):
-    """Committed data the server process can see; a fresh courier and throttle."""
-    reset_login_throttle()
+    """Committed data the server process can see, and a fresh courier. (The
+    login throttle's counts are in the database, emptied after each test.)"""
     configure(standin, reset=True)
-    yield
-    reset_login_throttle()

@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 from main import factories
 
 from .. import mobile_servers
-from ..mobile_servers import LOGIN_RATE, configure, fetch, token_header
+from ..mobile_servers import LOGIN_LIMIT, configure, fetch, token_header
 
 # The shared fixtures: a worker, the courier stand-in, clean data per test.
 app, clean, standin = mobile_servers.app, mobile_servers.clean, mobile_servers.standin
@@ -62,22 +62,23 @@ def test_login_with_bad_credentials_is_a_clear_400(app, clean):
 
 def test_login_attempts_are_throttled(app, clean):
     factories.UserFactory(email="phone@site.com")
-    for _ in range(LOGIN_RATE):
+    for _ in range(LOGIN_LIMIT - 1):
         assert login(app, username="phone@site.com", password="guess").status == 400
+    assert login(app, username="phone@site.com", password="guess").status == 429  # the failure that locks
 
     throttled = login(app, username="phone@site.com", password=PASSWORD)
     assert throttled.status == 429
     assert throttled.json()["code"] == "throttled"
-    assert 0 < int(throttled.headers["Retry-After"]) <= 60
+    assert 0 < int(throttled.headers["Retry-After"]) <= 300  # LOGIN_COOLOFF_SECONDS' default
 
 
 def test_the_login_throttle_is_shared_by_server_processes(app, clean, worker_server):
-    """The counts live in Redis: attempts on two processes add up."""
-    other = worker_server({"MOBILE_LOGIN_RATE": f"{LOGIN_RATE}/min"})
+    """The counts live in PostgreSQL: attempts on two processes add up."""
+    other = worker_server({"LOGIN_FAILURE_LIMIT": str(LOGIN_LIMIT)})
     factories.UserFactory(email="phone@site.com")
-    for n in range(LOGIN_RATE):
+    for n in range(LOGIN_LIMIT - 1):
         assert login(app if n % 2 else other, username="phone@site.com", password="guess").status == 400
-    assert login(other, username="phone@site.com", password=PASSWORD).status == 429
+    assert login(other, username="phone@site.com", password="guess").status == 429
     assert login(app, username="phone@site.com", password=PASSWORD).status == 429
 
 
