@@ -4,10 +4,17 @@ database here, so that anything (the bench's clients too) can use it."""
 import re
 from datetime import UTC
 
+from . import redact
+
 DELETED_USER = "(deleted user)"
 # A message's optional client id: the sender's own name for it, so that
 # sending it again (after a lost acknowledgement) stores it once.
 CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def valid_client_id(value):
+    """Whether `value` may be a client id: the same rule for the socket and the REST API."""
+    return isinstance(value, str) and CLIENT_ID.fullmatch(value) is not None
 
 
 def timestamp(dt):
@@ -30,6 +37,37 @@ def as_seen_by(event, user_id):
     return out
 
 
+class Refused(ValueError):
+    """Text that cannot be a message: its code (docs/protocol.md, "Bad
+    input") and a sentence for people."""
+
+    def __init__(self, code, detail):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+# What a sender is told when their text was changed before it was stored.
+NOTICES = {
+    "card_number_masked": (
+        "A payment card number was masked: only its last four digits were kept. Never send card numbers in the chat."
+    ),
+}
+# Lone surrogates: not Unicode characters, and no encoding (UTF-8 for
+# PostgreSQL, msgpack for the channel layer) takes them.
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def not_text(value):
+    """Why the string `value` cannot be stored or sent on as it is, or None:
+    a NUL character (PostgreSQL's text cannot hold one) or a lone surrogate."""
+    if "\x00" in value:
+        return "NUL characters"
+    if SURROGATE.search(value):
+        return "lone surrogates (not Unicode text)"
+    return None
+
+
 def text_problem(text, max_chars):
     """Why `text` cannot be a message, as (code, explanation), or None: the
     same rules for the socket and the REST API (docs/protocol.md)."""
@@ -39,11 +77,19 @@ def text_problem(text, max_chars):
         return "empty_message", "Empty or blank messages are not sent."
     if len(text) > max_chars:
         return "too_long", f"A message may not exceed {max_chars} characters."
-    # PostgreSQL text cannot hold NUL, and lone surrogates are not Unicode text.
-    if "\x00" in text:
-        return "bad_message", "`message` may not contain NUL characters."
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "bad_message", "`message` must be valid Unicode text."
+    problem = not_text(text)
+    if problem is not None:
+        return "bad_message", f"`message` may not contain {problem}."
     return None
+
+
+def message_text(text, max_chars):
+    """`text` as a message is stored and sent, and the codes of the NOTICES
+    its sender is told; Refused when it cannot be one. Refused, not mended:
+    a client that sends NUL or half a character is told so, and nobody's
+    words are changed behind their back but a card number's."""
+    problem = text_problem(text, max_chars)
+    if problem is not None:
+        raise Refused(*problem)
+    text, cards = redact.mask_card_numbers(text)
+    return text, ["card_number_masked"] if cards else []
