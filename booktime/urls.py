@@ -10,3 +10,10 @@ urlpatterns = [
 
 if settings.SERVE_MEDIA:
     urlpatterns += [re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})]
+
+# Django's own answers (no view took the path, a request refused before one,
+# a crash): JSON in the API's error shape under /mobile-api/, pages elsewhere.
+handler400 = "main.api.errors.bad_request"
+handler403 = "main.api.errors.permission_denied"
+handler404 = "main.api.errors.not_found"
+handler500 = "main.api.errors.server_error"

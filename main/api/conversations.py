@@ -5,7 +5,8 @@ same 404 as everywhere."""
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, permission_classes, throttle_classes
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
@@ -16,9 +17,10 @@ from rest_framework.throttling import UserRateThrottle
 from main import access, presence
 from main.conversations import actions, messages, queue, state, wire
 from main.infra import metrics
-from main.infra.ids import parse_id
+from main.infra.ids import MAX_ID, parse_id
 from main.models import Conversation
 
+from .errors import Refused
 from .schema import errors
 
 STATUSES = [value for value, _ in Conversation.STATUSES]
@@ -82,21 +84,54 @@ class MessagePage(serializers.Serializer):
     has_more = serializers.BooleanField()
 
 
+class Notice(serializers.Serializer):
+    code = serializers.CharField(help_text="card_number_masked: a card number in the text was masked")
+    detail = serializers.CharField()
+
+
+class SentMessage(MessageSerializer):
+    notices = Notice(many=True, help_text="how the text was changed before it was stored (usually none)")
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class MessageText(serializers.Field):
+    """A message's text taken as sent, whatever its type: wire.message_text
+    judges it, for the API as for the chat socket."""
+
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class ClientId(serializers.Field):
+    default_error_messages = {"invalid": "1 to 64 of A-Z a-z 0-9 . _ : -"}
+
+    def to_internal_value(self, data):
+        if not wire.valid_client_id(data):
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
 class Send(serializers.Serializer):
-    message = serializers.CharField(trim_whitespace=False, allow_blank=True)
-    client_id = serializers.RegexField(
-        rf"\A{wire.CLIENT_ID.pattern}\Z",
+    message = MessageText(required=False, allow_null=True)
+    client_id = ClientId(
         required=False,
         help_text="your own name for the message (1-64 of A-Z a-z 0-9 . _ : -): sent again, it is stored once",
     )
 
 
 class Read(serializers.Serializer):
-    seq = serializers.IntegerField(min_value=0, help_text="read up to this message")
+    seq = serializers.IntegerField(min_value=0, max_value=MAX_ID, help_text="read up to this message")
 
 
 class Assign(serializers.Serializer):
-    user_id = serializers.IntegerField(help_text="an employee")
+    user_id = serializers.IntegerField(min_value=1, max_value=MAX_ID, help_text="an employee")
 
 
 def visible(request, order_id):
@@ -240,15 +275,17 @@ class SendThrottle(UserRateThrottle):
     tags=TAG,
     request=Send,
     responses={
-        201: MessageSerializer,
-        200: MessageSerializer,
+        201: SentMessage,
+        200: SentMessage,
         400: errors("invalid", "empty_message", "too_long", "bad_message"),
         404: errors("not_found"),
         429: errors("throttled"),
     },
     description=(
         "Send a message, stored before it reaches anyone: 201 with the stored message, or 200 with the "
-        "message stored before under the same `client_id` (sent again after a lost answer: stored once)."
+        "message stored before under the same `client_id` (sent again after a lost answer: stored once). "
+        "A payment card number in the text is stored masked but for its last four digits, and `notices` "
+        "says so."
     ),
 )
 @api_view(["GET", "POST"])
@@ -282,18 +319,17 @@ def as_seen(event, user):
 def send(request, order):
     body = Send(data=request.data)
     body.is_valid(raise_exception=True)
-    text = body.validated_data["message"]
-    problem = wire.text_problem(text, settings.CHAT_MAX_MESSAGE_CHARS)
-    if problem is not None:
-        code, detail = problem
-        return Response({"detail": detail, "code": code}, status=status.HTTP_400_BAD_REQUEST)
+    try:
+        text, notices = wire.message_text(body.validated_data.get("message"), settings.CHAT_MAX_MESSAGE_CHARS)
+    except wire.Refused as refused:
+        raise Refused(refused.detail, refused.code) from None
     stored = actions.send(order, request.user, text, body.validated_data.get("client_id"))
     if stored.fresh:
         metrics.API_MESSAGES_STORED.inc()
     event = messages.message_event(stored.message, order.user_id, request.user.display_name)
-    return Response(
-        as_seen(event, request.user), status=status.HTTP_201_CREATED if stored.fresh else status.HTTP_200_OK
-    )
+    answer = as_seen(event, request.user)
+    answer["notices"] = [{"code": code, "detail": wire.NOTICES[code]} for code in notices]
+    return Response(answer, status=status.HTTP_201_CREATED if stored.fresh else status.HTTP_200_OK)
 
 
 @extend_schema(
@@ -336,8 +372,8 @@ def employee_action(operation_id, doc, act, request_body=None, extra_errors=()):
         try:
             act(request, order)
         except actions.Held as held:
-            body = {"detail": str(held), "code": "held", "assigned_to": state.person(held.holder)}
-            return Response(body, status=status.HTTP_409_CONFLICT)
+            assigned_to = state.person(held.holder)
+            raise Refused(str(held), "held", status.HTTP_409_CONFLICT, assigned_to=assigned_to) from None
         return Response(conversation(request, order, employee))
 
     return view

@@ -1,12 +1,27 @@
 """The mobile API's OpenAPI description (drf-spectacular): served at
 /mobile-api/schema/, browsable at /mobile-api/docs/."""
 
+from django.conf import settings
 from drf_spectacular.authentication import BasicScheme
 from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from .errors import ErrorSerializer
+from .errors import MOBILE_API, ErrorSerializer
 
-MOBILE_API = "/mobile-api/"
+
+class SchemaView(SpectacularAPIView):
+    """The description. The API has one version: the view's own, rather than
+    a `?version=` from the query, which drf-spectacular would write into a
+    response header as it came (a NUL or a newline there breaks the answer)."""
+
+    api_version = settings.SPECTACULAR_SETTINGS["VERSION"]
+
+
+class DocsView(SpectacularSwaggerView):
+    """The Swagger UI page. OPTIONS is refused (405, JSON): the page's HTML
+    renderer has no template for DRF's description of a view."""
+
+    metadata_class = None
 
 
 def errors(*codes):
