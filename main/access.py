@@ -5,9 +5,16 @@ tracker and the mobile API all ask here.
 A refusal never says whether the order exists: a foreign, a missing and a
 malformed id get the same answer, after the same queries."""
 
-from django.db import connection
+import functools
+
+from django.contrib.auth.models import Group
+from django.contrib.auth.signals import user_logged_out
+from django.db import connection, transaction
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
+from django.dispatch import receiver
 from rest_framework.authtoken.models import Token
 
+from .infra import access_changes
 from .infra.auth import valid_token_shape
 from .infra.ids import parse_id
 from .models import Order, User
@@ -70,3 +77,60 @@ def tracking_owner(user, token, order_id):
         cursor.execute(_ORDER_OWNER_BY_TOKEN, [order_id, token])
         row = cursor.fetchone()
     return row[0] if row else None
+
+
+# --- When access changes ----------------------------------------------------------
+# What decides the answers above can change while a socket or stream is open:
+# every process's sockets and streams of that user (or that session, or that
+# token) are told once the change is committed, and look again
+# (main/infra/access_changes.py). Changes made with QuerySet.update() or raw
+# SQL send no signal: those take effect at the next handshake.
+
+ACCESS_FIELDS = {"is_active", "is_staff", "is_superuser", "password"}
+
+
+def _announce_on_commit(*keys):
+    transaction.on_commit(functools.partial(access_changes.announce, *keys))
+
+
+@receiver(post_save, sender=User)
+def _user_saved(sender, instance, created, update_fields=None, **kwargs):
+    if not created and (update_fields is None or ACCESS_FIELDS & set(update_fields)):
+        _announce_on_commit(access_changes.user_key(instance.pk))
+
+
+@receiver(post_delete, sender=User)
+def _user_deleted(sender, instance, **kwargs):
+    _announce_on_commit(access_changes.user_key(instance.pk))
+
+
+@receiver(m2m_changed, sender=User.groups.through)
+def _groups_changed(sender, instance, action, reverse, pk_set, **kwargs):
+    if reverse and action == "pre_clear":  # a group emptied: who was in it
+        instance._access_cleared = list(instance.user_set.values_list("pk", flat=True))
+    if action not in ("post_remove", "post_clear"):
+        return
+    if not reverse:
+        user_ids = [instance.pk]
+    elif action == "post_clear":
+        user_ids = getattr(instance, "_access_cleared", [])
+    else:
+        user_ids = pk_set or ()
+    _announce_on_commit(*(access_changes.user_key(pk) for pk in user_ids))
+
+
+@receiver(pre_delete, sender=Group)
+def _group_deleted(sender, instance, **kwargs):
+    _announce_on_commit(*(access_changes.user_key(pk) for pk in instance.user_set.values_list("pk", flat=True)))
+
+
+@receiver(post_delete, sender=Token)
+def _token_deleted(sender, instance, **kwargs):
+    _announce_on_commit(access_changes.token_key(instance.key))
+
+
+@receiver(user_logged_out)
+def _logged_out(sender, request, user, **kwargs):
+    session = getattr(request, "session", None)
+    if session is not None and session.session_key:
+        _announce_on_commit(access_changes.session_key(session.session_key))

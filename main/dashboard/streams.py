@@ -1,11 +1,15 @@
 """The base of the employees' event streams (Server-Sent Events)."""
 
+import asyncio
+import contextlib
 import json
+import logging
 
 from channels.generic.http import AsyncHttpConsumer
+from redis.exceptions import RedisError
 
 from main import access
-from main.infra import answers
+from main.infra import access_changes, answers, auth
 from main.infra.consumer import BaseConsumer
 from main.infra.db import db_sync_to_async, unreachable
 
@@ -15,6 +19,8 @@ SSE_HEADERS = [
     (b"X-Accel-Buffering", b"no"),  # nginx: pass events through unbuffered
 ]
 KEEP_ALIVE = b": keep-alive\n\n"
+
+logger = logging.getLogger(__name__)
 
 
 def sse(payload, kind=None):
@@ -51,7 +57,62 @@ class EmployeeStream(BaseConsumer, AsyncHttpConsumer):
             if not unreachable(error):
                 raise
             return await answers.unavailable(self.scope, None, self.send)
-        await self.serve(user, first)
+        await self.serve_while_allowed(user, first)
+
+    async def serve_while_allowed(self, user, first):
+        """serve(), ended as soon as the user may no longer have it: logged
+        out, deactivated, or no longer an employee (access_changes)."""
+        listener = access_changes.listener()
+        if listener is None:
+            return await self.serve(user, first)
+        changed = asyncio.Event()
+        ended = []  # the token or session that let the user in ended: no need to look
+
+        def heard(key):
+            if key[0] != "user":
+                ended.append(key)
+            changed.set()
+
+        try:
+            watch = await listener.watch(auth.access_keys(self.scope), heard)
+        except (RedisError, OSError):
+            logger.warning("%s: Redis unavailable", self.scope.get("path"), exc_info=True)
+            return await answers.unavailable(self.scope, None, self.send)
+        serving = asyncio.ensure_future(self.serve(user, first))
+        try:
+            while True:
+                waiting = asyncio.ensure_future(changed.wait())
+                await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                waiting.cancel()
+                if serving.done():
+                    return serving.result()
+                changed.clear()
+                if not ended and await self.still_allowed(user):
+                    continue
+                logger.info("%s: stream ended, access withdrawn for user %s", self.scope.get("path"), user.pk)
+                serving.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await serving
+                return await self.end_response()
+        finally:
+            watch.close()
+            serving.cancel()
+
+    async def still_allowed(self, user):
+        now = await auth.user_now(self.scope)
+        return now.is_authenticated and now.pk == user.pk and await is_employee(now)
+
+    async def send(self, message):
+        if message["type"] == "http.response.start":
+            self.response_started = True
+        await super().send(message)
+
+    async def end_response(self):
+        """The response ends: an event stream, so the browser comes back and is refused."""
+        if getattr(self, "response_started", False):
+            await self.send_body(b"")
+        else:
+            await answers.respond_text(self.send, 403, "Employees only.\n")
 
     async def first_read(self, user):
         """What the stream reads from the database before it answers (a 503

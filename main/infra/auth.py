@@ -11,23 +11,23 @@ While PostgreSQL is unreachable no user can be looked up: a WebSocket
 handshake is accepted and closed at once with 4503 (try again later), an
 HTTP request answered 503 (main.infra.answers.unavailable).
 
-Sockets opened with a token join that token's group, where its revocation
-(a logout) is announced: `close_token_sockets`.
+A socket or stream watches its user and the token or session that let it
+in (`access_keys`), and asks `user_now` when one of them changes.
 """
 
-import hashlib
 import logging
 import re
+from importlib import import_module
 from urllib.parse import parse_qs
 
-from asgiref.sync import async_to_sync
 from channels.auth import AuthMiddleware, get_user
-from channels.layers import get_channel_layer
 from channels.middleware import BaseMiddleware
 from channels.sessions import CookieMiddleware, SessionMiddleware
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from rest_framework.authtoken.models import Token
 
+from . import access_changes
 from .answers import unavailable
 from .db import db_sync_to_async, unreachable
 
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 TOKEN_PARAM = b"token"
 # DRF keys are 40 hex characters; anything else is not worth a query.
 KEY_SHAPE = re.compile(r"[0-9a-fA-F]{1,64}")
-# The close code of a socket whose token was revoked (as HTTP 401).
+# The close code of a socket whose token was revoked or session ended (as HTTP 401).
 CLOSE_TOKEN_REVOKED = 4401
 
 
@@ -85,24 +85,30 @@ def user_for_token(key):
     return token.user
 
 
-def token_group(key):
-    """The channel-layer group of the sockets opened with token `key`:
-    named after a hash of the key, never the key itself."""
-    return "chat-token-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+def access_keys(scope):
+    """What a socket or stream opened with `scope` watches (access_changes):
+    its user, and the token or the session that let them in."""
+    keys = [access_changes.user_key(scope["user"].pk)]
+    if scope.get("auth_token") is not None:
+        keys.append(access_changes.token_key(scope["auth_token"]))
+    elif scope.get("session") is not None and scope["session"].session_key:
+        keys.append(access_changes.session_key(scope["session"].session_key))
+    return keys
 
 
-def close_token_sockets(key):
-    """From sync code (logout): close every socket opened with token `key`,
-    on every server process (their consumers get `token.revoked`). Best
-    effort: a channel-layer failure is logged, and the revoked token is
-    refused from then on anyway."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(token_group(key), {"type": "token.revoked"})
-    except Exception:
-        logger.exception("Could not close the sockets of a revoked token")
+async def user_now(scope):
+    """Who the request's credentials name now, looked up afresh as the
+    handshake did: a revoked token, an ended session (a logout, a password
+    change) or a deactivated user is anonymous."""
+    key = scope.get("auth_token")
+    if key is not None:
+        return await user_for_token(key)
+    session = scope.get("session")
+    if session is None or not session.session_key:
+        return AnonymousUser()
+    # A fresh store: the scope's has the session as it was loaded.
+    fresh = import_module(settings.SESSION_ENGINE).SessionStore(session.session_key)
+    return await session_user({"session": fresh})
 
 
 # Channels' session lookup, through db_sync_to_async (it fails fast while

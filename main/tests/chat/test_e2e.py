@@ -12,7 +12,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from main import models
 from main.chat.protocol import V2_SUBPROTOCOL
-from main.infra.auth import CLOSE_TOKEN_REVOKED, token_group
+from main.infra.access_changes import secret_hash
+from main.infra.auth import CLOSE_TOKEN_REVOKED
 
 from ..clients import TIMEOUT, open_chat, recv, token
 
@@ -266,5 +267,5 @@ def test_logout_closes_the_chat_sockets_opened_with_that_token(worker_server, pe
     # The revoked token opens nothing any more.
     assert refused(one, order.pk, token_query=key) == 403
     for server in (one, two):
-        assert key not in server.log() and token_group(key) not in server.log()
+        assert key not in server.log() and secret_hash(key) not in server.log()
         assert "Traceback" not in server.log()
