@@ -12,17 +12,31 @@
 import asyncio
 import contextlib
 import logging
+import uuid
 
 import redis.asyncio as redis
+from channels.layers import get_channel_layer
 from channels_redis.core import RedisChannelLayer
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisSingleShardConnection
+from redis.exceptions import RedisError
 
+from . import metrics
 from .batching import Batches
 from .redis_client import TellingPubSub, retry_once
 
 logger = logging.getLogger(__name__)
 
 POOL_TIMEOUT = 5.0  # seconds a command may wait for a pooled connection
+
+
+async def count_channels():
+    """The channels this process's layer holds, as a metric (a channel left
+    behind by a consumer that ended shows as a count that only grows)."""
+    layer = get_channel_layer()
+    inner = layer._get_layer() if isinstance(layer, RedisPubSubChannelLayer) else layer
+    channels = getattr(inner, "channels", None)
+    if channels is not None:
+        metrics.CHANNEL_LAYER_CHANNELS.set(len(channels))
 
 
 class WaitingRedisChannelLayer(RedisChannelLayer):
@@ -53,6 +67,32 @@ class PubSubChannelLayer(RedisPubSubChannelLayer):
     # for the consumers to renew on a heartbeat.
     groups_expire = False
 
+    async def new_channel(self, prefix="specific."):
+        # channels_redis's, but a channel whose subscription failed (Redis
+        # unreachable) is not left behind in the process.
+        layer = self._get_layer()
+        channel = f"{layer.prefix}{prefix}{uuid.uuid4().hex}"
+        layer.channels[channel] = asyncio.Queue()
+        try:
+            await layer._get_shard(channel).subscribe(channel)
+        except BaseException:
+            layer.channels.pop(channel, None)
+            raise
+        return channel
+
+    async def group_add(self, group, channel):
+        # Likewise, a membership whose subscription failed is forgotten.
+        layer = self._get_layer()
+        try:
+            await layer.group_add(group, channel)
+        except BaseException:
+            members = layer.groups.get(layer._get_group_channel_name(group))
+            if members is not None:
+                members.discard(channel)
+                if not members:
+                    del layer.groups[layer._get_group_channel_name(group)]
+            raise
+
     async def delete_channel(self, channel):
         """Forget a consumer's channel once the consumer has ended.
 
@@ -80,6 +120,10 @@ class _Shard(RedisSingleShardConnection):
     told = False  # the channels were told of the current outage already
 
     def __init__(self, host, channel_layer):
+        if "address" in host:
+            # Publishing after a Redis restart finds the pooled connection
+            # dead: sent again on a fresh one, as every Redis pool of ours does.
+            host = {**host, "retry": retry_once()}
         super().__init__(host, channel_layer)
         self.unsubscribing = set()  # tasks, kept until done
         self.publishes = Batches(self._publish_batch)
@@ -108,7 +152,9 @@ class _Shard(RedisSingleShardConnection):
         task = asyncio.ensure_future(self._unsubscribe_unwanted(channel))
         self.unsubscribing.add(task)
         task.add_done_callback(self._unsubscribed)
-        with contextlib.suppress(asyncio.CancelledError):  # the caller is ending anyway
+        # The caller is ending anyway; an unsubscribe that failed (Redis
+        # down) is logged, and not subscribed again when Redis is back.
+        with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
             await asyncio.shield(task)
 
     def _unsubscribed(self, task):
@@ -128,7 +174,15 @@ class _Shard(RedisSingleShardConnection):
     def _ensure_redis(self):
         if self._redis is None:
             super()._ensure_redis()
-            self._pubsub = TellingPubSub(self._redis.connection_pool, on_reconnect=self._reconnected)
+            self._pubsub = TellingPubSub(self._redis.connection_pool, on_reconnect=self._reconnected, keep=self._wanted)
+
+    def _wanted(self, name):
+        """Whether the process still has a channel or group named `name`."""
+        layer = self.channel_layer
+        wanted = name in layer.channels or name in layer.groups
+        if not wanted:
+            self._subscribed_to.discard(name)
+        return wanted
 
     def _reconnected(self):
         # Either the end of an outage the channels were told of, or a break

@@ -2,12 +2,17 @@
 
 import contextlib
 import functools
+import logging
 
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
+from redis.exceptions import RedisError
 
+from . import answers, metrics
 from .dispatch import dispatch_all
+
+logger = logging.getLogger(__name__)
 
 
 class BaseConsumer:
@@ -45,7 +50,15 @@ class BaseConsumer:
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         sources = [receive]
         if self.channel_layer is not None:
-            self.channel_name = await self.channel_layer.new_channel()
+            try:
+                self.channel_name = await self.channel_layer.new_channel()
+            except (RedisError, OSError) as error:
+                # The channel layer's Redis is out of reach: refused cleanly
+                # (4503 or 503), nothing left behind.
+                logger.warning("%s %s: channel layer unavailable (%s)", scope["type"], scope.get("path"), error)
+                if scope["type"] == "websocket":
+                    metrics.handshake_refused("redis_unavailable")
+                return await answers.unavailable(scope, receive, send)
             self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
             sources.append(self.channel_receive)
         self.base_send = send

@@ -73,6 +73,13 @@ PRESENT_EMPLOYEES = PRESENCE_PEOPLE.labels("employee")
 PRESENCE_CHATS = Gauge("booktime_presence_chats", "Order chats with someone present.")
 AGENTS_ONLINE = Gauge("booktime_agents_online", "Employees heartbeating in a chat or with the inbox open.")
 
+# --- The channel layer (read as the metrics are scraped) ----------------------------------
+
+CHANNEL_LAYER_CHANNELS = Gauge(
+    "booktime_channel_layer_channels",
+    "Channels this worker's channel layer holds: one per open consumer, and the worker's own listener.",
+)
+
 # --- The courier -------------------------------------------------------------------
 
 COURIER_OUTCOMES = (

@@ -31,15 +31,26 @@ class TellingPubSub(PubSub):
     its broken connection and subscribes again by itself: whatever was
     published in between never arrived, and its listeners must know."""
 
-    def __init__(self, connection_pool, on_reconnect):
+    def __init__(self, connection_pool, on_reconnect, keep=None):
         super().__init__(connection_pool)
         self.on_reconnect = on_reconnect
+        self.keep = keep
 
     async def on_connect(self, connection):
         # Called on every reconnection (the first connection comes from the
-        # pool, already open).
+        # pool, already open). redis-py subscribes again to every channel it
+        # knows, also those whose unsubscribe failed while Redis was away:
+        # only those its owner still `keep`s.
+        if self.keep is not None:
+            for name in [name for name in self.channels if not self.keep(self._text(name))]:
+                del self.channels[name]
+            self.pending_unsubscribe_channels.clear()
         await super().on_connect(connection)
         self.on_reconnect()
+
+    @staticmethod
+    def _text(name):
+        return name.decode() if isinstance(name, bytes) else name
 
 
 def _client():

@@ -37,7 +37,8 @@ async def test_many_sockets_ending_at_once_leave_no_subscription_and_no_error(se
     channels = [await layer.new_channel() for _ in range(200)]
     receiving = [asyncio.ensure_future(layer.receive(name)) for name in channels]
     await asyncio.sleep(0.1)
-    assert set(channels) <= {c.decode() for c in await redis.pubsub_channels("asgispecific.*")}
+    pattern = f"{settings.CHANNEL_LAYER_PREFIX}specific.*"
+    assert set(channels) <= {c.decode() for c in await redis.pubsub_channels(pattern)}
     for task in receiving:
         task.cancel()
     await asyncio.sleep(0)
@@ -46,7 +47,7 @@ async def test_many_sockets_ending_at_once_leave_no_subscription_and_no_error(se
     await asyncio.gather(*receiving, return_exceptions=True)
 
     async def left():
-        return not set(channels) & {c.decode() for c in await redis.pubsub_channels("asgispecific.*")}
+        return not set(channels) & {c.decode() for c in await redis.pubsub_channels(pattern)}
 
     for _ in range(100):  # the unsubscribes finish in the background
         if await left():
@@ -90,10 +91,10 @@ async def test_a_consumer_ending_on_a_channel_message_leaves_no_subscription(set
     app = ApplicationCommunicator(EndsOnAChannelMessage.as_asgi(), {"type": "test"})
     await app.send_input({"type": "start"})
     name = await asyncio.wait_for(EndsOnAChannelMessage.names.get(), 2)
-    assert name.encode() in await redis.pubsub_channels("asgispecific.*")
+    assert name.encode() in await redis.pubsub_channels(f"{settings.CHANNEL_LAYER_PREFIX}specific.*")
 
     await layer.send(name, {"type": "bye"})
     await app.wait(timeout=2)  # the consumer has ended
-    assert name.encode() not in await redis.pubsub_channels("asgispecific.*")
+    assert name.encode() not in await redis.pubsub_channels(f"{settings.CHANNEL_LAYER_PREFIX}specific.*")
     assert name not in layer._get_layer().channels
     await redis.aclose()
