@@ -4,6 +4,7 @@ Every variable is optional; unset, the project runs on the embedded defaults
 (a SQLite file and an in-process channel layer). See docs/configuration.md.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -51,6 +52,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files served by the app, no CDN
+    "axes",  # the login throttle
     "main.apps.MainConfig",
 ]
 
@@ -63,6 +65,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # a login form's answer once the login throttle refuses
+    "main.infra.known_devices.RememberDevice",
     "main.infra.middleware.OneThreadBelow",
 ]
 
@@ -110,6 +114,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not DAT
     DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3))
 
 AUTH_USER_MODEL = "main.User"
+AUTHENTICATION_BACKENDS = [
+    # First: it refuses a locked-out login before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -201,8 +210,9 @@ COURIER_API_URL = env.str("COURIER_API_URL", default="http://127.0.0.1:8001/")
 COURIER_API_TIMEOUT = env.float("COURIER_API_TIMEOUT", default=5.0)
 COURIER_API_KEY = env.str("COURIER_API_KEY", default="")  # sent as a Bearer token when set
 
-# The login throttle counts in Django's cache, so the cache must be shared by
-# every server process: Redis when there is one.
+# Django's cache: the per-user throttle of messages sent through the API
+# counts there, so it must be shared by every server process: Redis when there
+# is one. Nothing on the way to logging in uses it.
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -224,17 +234,44 @@ REST_FRAMEWORK = {
         "main.infra.throttles.ThrottledBasicAuthentication",
     ),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON whatever the client accepts: no browsable API (the docs page is Swagger UI's).
+    "DEFAULT_RENDERER_CLASSES": ("rest_framework.renderers.JSONRenderer",),
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "main.api.negotiation.FirstRendererIfNoneAccepted",
     "EXCEPTION_HANDLER": "main.api.errors.exception_handler",
-    # Login attempts per client IP address (docs/mobile-api.md, "Login throttle").
     "DEFAULT_THROTTLE_RATES": {
-        "mobile-login": env.str("MOBILE_LOGIN_RATE", default="10/min"),
         # Messages sent through the conversations API, per user.
         "chat-send": env.str("CHAT_API_SEND_RATE", default="60/min"),
     },
-    # 0: the throttle counts by the connecting address and ignores
-    # X-Forwarded-For, which a client can forge. Behind nginx, set it to 1.
-    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
+    # X-Forwarded-For is never read again: the server has already put a
+    # trusted proxy's client in REMOTE_ADDR (FORWARDED_ALLOW_IPS).
+    "NUM_PROXIES": 0,
 }
+
+# The login throttle (docs/operations.md, "Login throttle"): django-axes, for
+# every way of logging in. Failures count per client address and per account
+# in PostgreSQL (axes' database handler), so logins work, throttled, while
+# Redis is away. The hooks are in main/infra/throttles.py.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+LOGIN_COOLOFF_SECONDS = env.int("LOGIN_COOLOFF_SECONDS", default=300)
+LOGIN_KNOWN_DEVICE_DAYS = env.int("LOGIN_KNOWN_DEVICE_DAYS", default=90)
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(seconds=LOGIN_COOLOFF_SECONDS)
+AXES_LOCKOUT_PARAMETERS = "main.infra.throttles.lockout_parameters"
+AXES_USERNAME_CALLABLE = "main.infra.throttles.account"
+AXES_CLIENT_IP_CALLABLE = "main.infra.throttles.client_address"
+AXES_LOCKOUT_CALLABLE = "main.infra.throttles.lockout_response"
+# Attempts while locked are refused unchecked and not counted, so a lock
+# lifts on time however long the guessing goes on.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A success clears nothing: axes would clear its address's count, so an
+# attacker with an account of his own could guess on without end.
+AXES_RESET_ON_SUCCESS = False
+# Only failures within the cool-off are kept (axes deletes older ones as it
+# counts): no log of logins or failures, whose tables would only grow.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = False
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "token"]  # masked in axes' logs and rows
 SPECTACULAR_SETTINGS = {
     "TITLE": "BookTime mobile API",
     "DESCRIPTION": (
@@ -256,16 +293,32 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"no_query_strings": {"()": "main.infra.logsafe.StripQueryStrings"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["no_query_strings"]}},
+    "filters": {
+        "no_query_strings": {"()": "main.infra.logsafe.StripQueryStrings"},
+        "quiet_probes": {"()": "main.infra.health.QuietProbes"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["no_query_strings"]},
+        "null": {"class": "logging.NullHandler"},
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         # One handler for Django's own loggers too (its defaults would print
         # every line a second time in DEBUG).
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # A request for a host we do not serve (scanners, mostly) is answered
+        # 400; Django would log each as an ERROR with a traceback.
+        "django.security.DisallowedHost": {"handlers": ["null"], "propagate": False},
         "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # failures and lockouts, not a line per login
+        # Health probes and metrics scrapes answered 2xx write no access line.
+        "uvicorn.access": {"filters": ["quiet_probes"]},
     },
 }
+
+# Operations (docs/operations.md, "Health and metrics"): /metrics answers only
+# `Authorization: Bearer <METRICS_TOKEN>`; unset, it is a 404 like any unknown path.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # Presence
 # Who is in which order chat (main/presence/): in Redis under this prefix

@@ -1,11 +1,9 @@
 """The mobile API's views: log in and out, my orders. (The tracker is a
 Channels consumer: main/tracker/.)"""
 
-import functools
 from urllib.parse import urljoin
 
-from django.db import transaction
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status, views
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -15,8 +13,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from main import access
-from main.infra.auth import close_token_sockets
-from main.infra.throttles import LoginAttemptThrottle
+from main.infra import known_devices, throttles
 from main.models import ProductImage
 
 from .schema import errors
@@ -25,12 +22,14 @@ from .schema import errors
 
 
 class ObtainToken(views.APIView):
-    """Log in with email and password; answers the user's token."""
+    """Log in with email and password; answers the user's token, and in the
+    Known-Device header the note that spares this phone the account's lock
+    when sent back (main/infra/known_devices.py)."""
 
     authentication_classes = ()
     permission_classes = ()
+    throttle_classes = ()  # the login throttle is axes' (main/infra/throttles.py)
     parser_classes = (JSONParser, FormParser, MultiPartParser)
-    throttle_classes = (LoginAttemptThrottle,)
 
     @extend_schema(
         operation_id="mobile_login",
@@ -44,18 +43,37 @@ class ObtainToken(views.APIView):
             400: errors("invalid_credentials", "invalid"),
             429: errors("throttled"),
         },
+        parameters=[
+            OpenApiParameter(
+                known_devices.HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                description="The value an earlier login answered: this phone logs in while the account is locked.",
+            ),
+            OpenApiParameter(
+                known_devices.HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                response=[200],
+                description="Keep it, and send it back on later logins.",
+            ),
+        ],
         auth=[],
     )
     def post(self, request):
         serializer = AuthTokenSerializer(data=request.data, context={"request": request})
         if not serializer.is_valid():
+            if throttles.locked_out(request):
+                raise throttles.throttled(request)
             if "non_field_errors" in serializer.errors:
                 detail = {"detail": "Unable to log in with these credentials.", "code": "invalid_credentials"}
             else:
                 detail = {"detail": "Username and password are required.", "code": "invalid"}
             return Response(dict(detail, errors=serializer.errors), status=status.HTTP_400_BAD_REQUEST)
-        token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
-        return Response({"token": token.key})
+        user = serializer.validated_data["user"]
+        token, _ = Token.objects.get_or_create(user=user)
+        note = known_devices.note_for(request, user.get_username())
+        return Response({"token": token.key}, headers={known_devices.HEADER: note})
 
 
 obtain_auth_token = ObtainToken.as_view()

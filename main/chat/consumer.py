@@ -13,17 +13,20 @@ from redis.exceptions import RedisError
 
 from main import presence
 from main.conversations import events, queue
+from main.infra import access_changes, metrics
 from main.infra.answers import CLOSE_TRY_AGAIN_LATER, RETRY_AFTER_SECONDS
-from main.infra.auth import CLOSE_TOKEN_REVOKED, query_params, token_group
+from main.infra.auth import CLOSE_TOKEN_REVOKED, access_keys, query_params, user_now
 from main.infra.consumer import BaseConsumer
 from main.infra.db import unreachable
 from main.infra.ids import parse_id
 
 from . import protocol, service
-from .limits import TYPING_INTERVAL, Limits, Strikes, Throttle
+from .limits import OPEN_SOCKETS, TYPING_INTERVAL, Limits, Strikes, Throttle
 
 logger = logging.getLogger(__name__)
 
+CLOSE_ACCESS_WITHDRAWN = 4403  # the user may no longer see this order's chat
+CLOSE_TOO_MANY_SOCKETS = 4429  # the user has CHAT_MAX_SOCKETS_PER_USER open on this worker
 HEARTBEAT_LANDS_SECONDS = 2.0  # a closing socket waits at most this long for its last heartbeat
 # On a layer whose groups are kept in Redis (the list-based one), a socket
 # renews its group memberships on a heartbeat at most this often: clients
@@ -37,7 +40,7 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
 
     member = None  # set once the user is admitted and the socket accepted
     group = None  # the order's group, joined in the handshake
-    token_group = None  # for a socket opened with a token: where its revocation is announced
+    watch = None  # the socket's watch on its user, token or session (access_changes)
     closing = False  # a close was sent, or the client has gone: nothing more is sent or handled
     conversation = None  # v2: the conversation's state as the client was last told
     in_queue = False  # a waiting customer's socket follows the queue
@@ -45,6 +48,8 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
     placing = None  # the task telling it, while it runs
     place_stale = False
     heartbeat_sent = None  # done once the socket's last heartbeat has reached presence
+    counted_open = None  # the gauge of open sockets this one counts in, once accepted
+    counted_user = None  # the user whose open sockets this one counts in (the per-user cap)
 
     async def __call__(self, scope, receive=None, send=None):
         if send is None:  # ASGI 2: called with (receive, send)
@@ -72,10 +77,21 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
 
         return send_unless_gone
 
-    async def refuse(self):
+    async def consume(self, scope, receive, send):
+        try:
+            await super().consume(scope, receive, send)
+        finally:
+            # However the consumer ends (a close, a crash, the worker's stop).
+            if self.counted_open is not None:
+                self.counted_open.dec()
+            if self.counted_user is not None:
+                OPEN_SOCKETS.give_back(self.counted_user)
+
+    async def refuse(self, reason):
         # Refused before accept (HTTP 403): no group, presence or state,
         # and the consumer ends now rather than wait on the channel layer.
         logger.info("Chat refused for user %s", getattr(self.scope.get("user"), "pk", None))
+        metrics.handshake_refused(reason)
         await self.close()
         raise StopConsumer()
 
@@ -83,9 +99,12 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         user = self.scope.get("user")
         order_id = parse_id(self.scope.get("url_route", {}).get("kwargs", {}).get("order_id"))
         if order_id is None or not getattr(user, "is_authenticated", False):
-            await self.refuse()
+            await self.refuse("forbidden" if getattr(user, "is_authenticated", False) else "unauthenticated")
         self.protocol = protocol.negotiate(self.scope.get("subprotocols"))
         self.limits = Limits.from_settings()
+        if not OPEN_SOCKETS.take(user.pk, self.limits.max_sockets_per_user):
+            return await self.too_many_sockets(user)
+        self.counted_user = user.pk
         query = query_params(self.scope)
         after_seq = parse_id(query.get("after_seq", [""])[0], minimum=0)
         after = parse_id(query.get("after", [""])[0])
@@ -94,9 +113,7 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         # see `replayed`), and a revocation of the token the socket was
         # opened with is either seen by the read or reaches the token's group.
         key = self.scope.get("auth_token")  # set by the token middleware when a token let the user in
-        if key is not None:
-            self.token_group = token_group(key)
-            await self.channel_layer.group_add(self.token_group, self.channel_name)
+        self.watch = await access_changes.listener().watch(access_keys(self.scope), self.access_changed)
         self.group = service.group_name(order_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         opening = await service.open_chat(
@@ -104,7 +121,7 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         )
         if opening is None:
             await self.leave_groups()
-            await self.refuse()
+            await self.refuse("forbidden")
         self.messages = self.limits.message_rate()
         self.frames = self.limits.frame_rate()
         self.strikes = Strikes()
@@ -113,6 +130,8 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         self.group_renewed = time.monotonic()
         self.member = member = opening.member
         await self.accept(self.protocol.subprotocol)
+        self.counted_open = metrics.CHAT_SOCKETS[self.protocol.version]
+        self.counted_open.inc()
         logger.info("Chat opened: user %s, order %s, v%d", member.user_id, member.order_id, self.protocol.version)
         await self.channel_layer.group_send(self.group, service.presence_event("chat_join", member))
         if self.protocol.catches_up:
@@ -128,16 +147,31 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
                 await self.send_history_page(None, *opening.history)
             await self.follow_queue()
 
+    async def too_many_sockets(self, user):
+        # Accepted to be closed with a code the client can read (a refused
+        # handshake is a bare 403): it should not reconnect on its own.
+        logger.warning("Chat refused, too many sockets: user %s", user.pk)
+        metrics.handshake_refused("too_many_sockets")
+        await self.accept(self.protocol.subprotocol)
+        await self.close(code=CLOSE_TOO_MANY_SOCKETS)
+
     async def websocket_connect(self, message):
         try:
             await super().websocket_connect(message)
         except Exception as error:
-            if not unreachable(error):
+            if unreachable(error):
+                service_down = "database"
+            elif isinstance(error, (RedisError, OSError)):
+                service_down = "redis"
+            else:
                 raise
-            # PostgreSQL went down during the handshake: accepted (if not yet)
-            # and closed with 4503, as the token middleware answers while it is down.
-            logger.warning("Chat handshake not handled, database unavailable")
+            # PostgreSQL or Redis went down during the handshake: accepted (if
+            # not yet) and closed with 4503, as the token middleware answers
+            # while PostgreSQL is down; nothing of the socket is kept.
+            logger.warning("Chat handshake not handled, %s unavailable: %s", service_down, error)
+            metrics.handshake_refused(f"{service_down}_unavailable")
             if self.member is None:
+                await self.leave_groups()
                 await self.accept()
             await self.close(code=CLOSE_TRY_AGAIN_LATER)
 
@@ -169,7 +203,9 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
 
     async def leave_groups(self):
         queue_group = events.CONVERSATIONS_GROUP if self.in_queue else None
-        for group in (self.token_group, self.group, queue_group):
+        if self.watch is not None:
+            self.watch.close()
+        for group in (self.group, queue_group):
             if group is not None:
                 await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -188,30 +224,34 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
             else:
                 await getattr(self, "on_" + content["type"])(content)
             self.strikes.accepted()
-        except protocol.ChatError as error:
-            if self.strikes.refused():
-                # Refusal after refusal: the client is not listening; stop
-                # spending memory and time on it (docs/protocol.md).
-                logger.warning(
-                    "Chat closed for repeated refused frames: user %s, order %s",
-                    self.member.user_id,
-                    self.member.order_id,
-                )
-                await self.close(code=protocol.CLOSE_POLICY_VIOLATION)
-                return
-            await self.send_refusal(error, ref)
-        except Exception as error:
-            if unreachable(error):
+            return
+        except protocol.ChatError as refused:
+            error = refused
+        except Exception as failure:
+            if unreachable(failure):
                 # PostgreSQL is down: the frame was not handled (a message not
                 # stored). Not a strike: the client did nothing wrong.
                 logger.warning("Chat frame not handled, database unavailable: order %s", self.member.order_id)
                 error = protocol.ChatError(
                     "unavailable", "Briefly unavailable; try again shortly.", retry_after=RETRY_AFTER_SECONDS
                 )
-            else:
-                logger.exception("Chat frame failed: user %s, order %s", self.member.user_id, self.member.order_id)
-                error = protocol.ChatError("server_error", "Something went wrong; try again.")
-            await self.send_refusal(error, ref)
+                await self.send_refusal(error, ref)
+                return
+            # A strike all the same: a client that keeps sending a frame the
+            # server fails on is closed as one that keeps sending refused ones.
+            logger.exception("Chat frame failed: user %s, order %s", self.member.user_id, self.member.order_id)
+            error = protocol.ChatError("server_error", "Something went wrong; try again.")
+        if self.strikes.refused():
+            # Refusal after refusal: the client is not listening; stop
+            # spending memory and time on it (docs/protocol.md).
+            logger.warning(
+                "Chat closed for repeated refused frames: user %s, order %s",
+                self.member.user_id,
+                self.member.order_id,
+            )
+            await self.close(code=protocol.CLOSE_POLICY_VIOLATION)
+            return
+        await self.send_refusal(error, ref)
 
     async def send_refusal(self, error, ref):
         event = self.protocol.refusal(error, ref)
@@ -221,32 +261,42 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
     # Client frames.
 
     async def on_message(self, content, ref=None):
-        text = protocol.clean_message(content, self.limits.max_message_chars)
+        text, notices = protocol.clean_message(content, self.limits.max_message_chars)
         client_id = self.protocol.client_id(content)
         self.messages.take()
         # Stored first, then fanned out.
         event, fresh = await service.send_message(self.member, text, client_id)
+        if fresh:
+            metrics.SOCKET_MESSAGES_STORED.inc()
         if ref is not None:
             event["ref"] = ref  # shown to the sender only (protocol.V2.show)
         if not fresh:
             # Sent again under its client_id: its sender alone gets the
             # message stored the first time; the others had it then.
             await self.show(event)
-            return
-        try:
-            await self.channel_layer.group_send(self.group, event)
-        except Exception:
-            # Stored, so accepted: an error event now would make the client
-            # send it again (a duplicate). The sender is told it is stored;
-            # the others get it on resume (their reconnect, or the seq gap).
-            logger.exception("Chat fan-out failed: order %s, message %s", self.member.order_id, event["id"])
-            await self.show(event)
+        else:
+            try:
+                await self.channel_layer.group_send(self.group, event)
+                metrics.MESSAGES_FANNED_OUT.inc()
+            except Exception:
+                # Stored, so accepted: an error event now would make the
+                # client send it again (a duplicate). The sender is shown it
+                # here; the others are sent its ids alone, which always
+                # encode, and read it from the database (chat_stored).
+                logger.exception("Chat fan-out failed: order %s, message %s", self.member.order_id, event["id"])
+                metrics.FANOUT_FAILURES.inc()
+                self.replayed.add(event["id"])  # not shown again when the ids come back
+                await self.show(event)
+                await service.announce_stored(self.member, event)
+        for notice in self.protocol.notices(notices, event, ref):
+            await self.send_json(notice)
 
     async def on_heartbeat(self, content):
         # Not waited for: the socket's next frame is handled meanwhile, and a
         # failure is logged by presence (the client can do nothing about it).
         # One at a time per socket: while the last is on its way, another
         # adds nothing (the last lands on Redis's clock, later).
+        metrics.HEARTBEATS.inc()
         if self.heartbeat_sent is None or self.heartbeat_sent.done():
             self.heartbeat_sent = presence.touch_soon(self.member.order_id, self.member.email, self.member.employee)
         # The pub/sub layer's groups live in this process as long as its
@@ -257,8 +307,6 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
             self.group_renewed = time.monotonic()
             try:
                 await self.channel_layer.group_add(self.group, self.channel_name)
-                if self.token_group is not None:
-                    await self.channel_layer.group_add(self.token_group, self.channel_name)
             except Exception:
                 # Renewed on the next heartbeat; a lost subscription closes the socket anyway.
                 logger.warning("Group renewal failed: order %s", self.member.order_id, exc_info=True)
@@ -321,6 +369,20 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         if "conversation" in event and self.protocol.catches_up:
             await self.conversation_is({"assigned_to": None, **(self.conversation or {}), **event["conversation"]})
 
+    async def chat_stored(self, event):
+        """A stored message whose event the channel layer could not carry:
+        its ids alone came (service.announce_stored), the rest is read back."""
+        if event["id"] in self.replayed:
+            return
+        try:
+            message = await service.stored_message(self.member, event["id"])
+        except Exception:
+            # The client fills the gap from the database: by seq, on resume.
+            logger.warning("Stored message not read back: order %s", self.member.order_id, exc_info=True)
+            return
+        if message is not None:
+            await self.chat_message(message)
+
     chat_join = chat_leave = chat_typing = chat_read = show
 
     async def chat_conversation(self, event):
@@ -380,10 +442,35 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
             if not self.place_stale:
                 return
 
-    async def token_revoked(self, event):
-        # The token this socket was opened with was revoked (logout).
-        logger.info("Chat closed, token revoked: user %s", self.member.user_id if self.member else None)
-        await self.close(code=CLOSE_TOKEN_REVOKED)
+    def access_changed(self, key):
+        # Told by the process's listener, outside this consumer's dispatch:
+        # the check waits its turn with the socket's other messages.
+        asyncio.ensure_future(self.tell_self({"type": "access.check", "kind": key[0]}))
+
+    async def tell_self(self, message):
+        try:
+            await self.channel_layer.send(self.channel_name, message)
+        except Exception as error:
+            # Redis is down: the socket is closed with 4503 anyway, and checked at its next handshake.
+            logger.warning("Chat: an access change not passed on (%s)", error)
+
+    async def access_check(self, event):
+        """The user changed (still the same user, still admitted?), or the
+        token or session that let them in ended."""
+        if self.member is None or self.closing:
+            return
+        ended = event["kind"] != "user"
+        user = None if ended else await user_now(self.scope)
+        if ended or not user.is_authenticated or user.pk != self.member.user_id:
+            code, why = CLOSE_TOKEN_REVOKED, "signed out"
+        else:
+            admitted = await service.admitted_now(user, self.member)
+            if admitted == "yes":
+                return
+            # Admitted in another role: reconnecting joins in that one.
+            code, why = (CLOSE_ACCESS_WITHDRAWN, "access withdrawn") if admitted == "no" else (1012, "role changed")
+        logger.info("Chat closed, %s: user %s, order %s", why, self.member.user_id, self.member.order_id)
+        await self.close(code=code)
 
     async def channel_layer_lost(self, event):
         # The channel layer's subscription to Redis broke: events sent

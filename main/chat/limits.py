@@ -7,6 +7,8 @@ from dataclasses import dataclass, fields
 
 from django.conf import settings
 
+from main.infra import metrics
+
 from .protocol import ChatError
 
 # A socket that keeps sending frames the server refuses is closed: this many
@@ -29,6 +31,7 @@ class Limits:
     rate_per_second: float
     history_page: int
     resume_limit: int
+    max_sockets_per_user: int
 
     @classmethod
     def from_settings(cls):
@@ -45,20 +48,24 @@ class Limits:
         }
 
     def message_rate(self):
-        return RateLimiter(self.rate_burst, self.rate_per_second)
+        return RateLimiter(self.rate_burst, self.rate_per_second, hit=metrics.THROTTLE_HITS["chat_message"].inc)
 
     def frame_rate(self):
         burst, per_second = FRAME_RATE_FACTOR
-        return RateLimiter(self.rate_burst * burst, self.rate_per_second * per_second)
+        return RateLimiter(
+            self.rate_burst * burst, self.rate_per_second * per_second, hit=metrics.THROTTLE_HITS["chat_frame"].inc
+        )
 
 
 class RateLimiter:
-    """A token bucket: `burst` at once, then `per_second`. One per socket."""
+    """A token bucket: `burst` at once, then `per_second`. One per socket.
+    `hit()` is called on each refusal (the throttle's metric)."""
 
-    def __init__(self, burst, per_second, clock=time.monotonic):
+    def __init__(self, burst, per_second, clock=time.monotonic, hit=None):
         self.burst = burst
         self.per_second = per_second
         self.clock = clock
+        self.hit = hit
         self.tokens = float(burst)
         self.stamp = clock()
 
@@ -70,6 +77,8 @@ class RateLimiter:
         if self.tokens >= 1:
             self.tokens -= 1
             return
+        if self.hit is not None:
+            self.hit()
         retry_after = round((1 - self.tokens) / self.per_second, 2)
         raise ChatError("rate_limited", "Too many messages; slow down.", retry_after=retry_after)
 
@@ -110,3 +119,30 @@ class Throttle:
             return False
         self.last = now
         return True
+
+
+class OpenSockets:
+    """Chat sockets open per user in this process, held to a cap
+    (CHAT_MAX_SOCKETS_PER_USER): a client opening socket after socket holds
+    only so much of a worker."""
+
+    def __init__(self):
+        self.counts = {}
+
+    def take(self, user_id, cap):
+        """Count one more socket for `user_id`; False (not counted) at the cap."""
+        count = self.counts.get(user_id, 0)
+        if count >= cap:
+            return False
+        self.counts[user_id] = count + 1
+        return True
+
+    def give_back(self, user_id):
+        count = self.counts.get(user_id, 0) - 1
+        if count > 0:
+            self.counts[user_id] = count
+        else:
+            self.counts.pop(user_id, None)
+
+
+OPEN_SOCKETS = OpenSockets()

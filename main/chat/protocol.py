@@ -36,7 +36,7 @@ def parse_client_id(value):
     """A client id as sent (None when absent), else ChatError."""
     if value is None:
         return None
-    if not isinstance(value, str) or not wire.CLIENT_ID.fullmatch(value):
+    if not wire.valid_client_id(value):
         raise ChatError("bad_request", "`client_id` must be 1 to 64 letters, digits or the characters . _ : -")
     return value
 
@@ -66,6 +66,9 @@ class V1:
 
     def client_id(self, content):
         return None  # nor `client_id`
+
+    def notices(self, codes, event, ref):
+        return []  # nor notices
 
     def conversation(self, state):
         return None  # nor conversations
@@ -129,11 +132,26 @@ class V2:
             return None
         if not isinstance(ref, str) or not 0 < len(ref) <= MAX_REF_CHARS:
             raise ChatError("bad_request", f"`ref` must be a string of 1 to {MAX_REF_CHARS} characters.")
+        problem = wire.not_text(ref)
+        if problem is not None:  # it travels in the message's event: refused before anything is stored
+            raise ChatError("bad_request", f"`ref` may not contain {problem}.")
         return ref
 
     def client_id(self, content):
         """A message frame's optional `client_id`."""
         return parse_client_id(content.get("client_id"))
+
+    def notices(self, codes, event, ref):
+        """What the sender of the stored message `event` is told about how
+        its text was changed (wire.NOTICES), with the frame's `ref`."""
+        notices = []
+        for code in codes:
+            notice = {"type": "notice", "code": code, "message": wire.NOTICES[code]}
+            notice.update(id=event["id"], seq=event["seq"])
+            if ref is not None:
+                notice["ref"] = ref
+            notices.append(notice)
+        return notices
 
 
 def negotiate(subprotocols):
@@ -154,6 +172,8 @@ def parse_frame(text_data, bytes_data, allowed_types, max_bytes):
         content = json.loads(text_data)
     except ValueError:
         raise ChatError("bad_json", "The frame is not valid JSON.") from None
+    except RecursionError:  # arrays or objects nested deeper than the parser goes
+        raise ChatError("bad_json", "The frame's JSON is nested too deeply.") from None
     if not isinstance(content, dict):
         raise ChatError("bad_frame", "The frame must be a JSON object.")
     kind = content.get("type")
@@ -163,12 +183,13 @@ def parse_frame(text_data, bytes_data, allowed_types, max_bytes):
 
 
 def clean_message(content, max_chars):
-    """The text of a `message` frame, stored and echoed exactly as sent."""
-    message = content.get("message")
-    problem = wire.text_problem(message, max_chars)
-    if problem is not None:
-        raise ChatError(*problem)
-    return message
+    """The text of a `message` frame as it is stored and sent (as sent, but
+    for a card number's digits), and the codes of the notices its sender
+    is told (wire.message_text), or ChatError."""
+    try:
+        return wire.message_text(content.get("message"), max_chars)
+    except wire.Refused as refused:
+        raise ChatError(refused.code, refused.detail) from None
 
 
 def optional_id(content, key):

@@ -6,6 +6,7 @@ Every ORM call here runs in a worker thread (main.infra.db): Django's ORM is
 synchronous and must never run on the event loop.
 """
 
+import logging
 from dataclasses import dataclass
 
 from django.utils import timezone
@@ -16,6 +17,8 @@ from main.infra.db import db_sync_to_async as db
 from main.models import Order
 
 from .limits import Limits
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,17 @@ def join(user, order_id):
         name=user.display_name,
         employee=employee,
     )
+
+
+@db
+def admitted_now(user, member):
+    """Whether `user`, looked up afresh, may still be in `member`'s chat:
+    "yes", "changed" (admitted, but no longer as they joined: an employee
+    who is now only the order's owner) or "no"."""
+    employee = access.is_employee(user)
+    if access.visible_order(user, member.order_id, employee) is None:
+        return "no"
+    return "yes" if employee == member.employee else "changed"
 
 
 @dataclass
@@ -117,6 +131,36 @@ async def send_message(member, text, client_id=None):
     whether it is new (a message sent again under its client_id is not)."""
     stored = await store.writer().store(member.order_id, member.user_id, text, client_id)
     return events.chat_message(stored, member.customer_id, username=member.name), stored.fresh
+
+
+def stored_event(member, event):
+    """A stored message's group event reduced to what always encodes, its
+    ids: for when the channel layer refuses the whole event. Each socket
+    that gets it reads the message back (stored_message)."""
+    return {"type": "chat.stored", "order_id": member.order_id, "id": event["id"], "seq": event["seq"]}
+
+
+async def announce_stored(member, event):
+    """Send the chat's sockets stored_event. Should that fail too, they get
+    the message on resume (a reconnect, or the gap in seq they see next)."""
+    try:
+        await events.send(group_name(member.order_id), stored_event(member, event))
+    except Exception as error:
+        logger.warning("Stored message not announced: order %s, message %s (%s)", member.order_id, event["id"], error)
+
+
+@db
+def stored_message(member, message_id):
+    """Message `message_id` of the member's chat as its group event, with the
+    conversation's state as it is now; None if it is gone."""
+    message = messages.of_order(member.order_id).filter(pk=message_id).first()
+    if message is None:
+        return None
+    event = messages.message_event(message, member.customer_id)
+    conversation = state.state(member.order_id)
+    if conversation is not None:
+        event["conversation"] = conversation
+    return event
 
 
 # --- Group events -------------------------------------------------------------

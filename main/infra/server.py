@@ -28,30 +28,38 @@ def configure(**values):
     LIMITS = Limits(**values)
 
 
-class StallTimer:
+class Deadline:
+    """`expired()` runs `seconds()` after arm() unless disarm() comes first."""
+
+    def __init__(self, protocol, seconds, expired):
+        self.protocol, self.seconds, self.expired = protocol, seconds, expired
+        self.handle = None
+
+    def arm(self):
+        if self.handle is None:
+            self.handle = self.protocol.loop.call_later(self.seconds(), self._fire)
+
+    def disarm(self):
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+    def _fire(self):
+        self.handle = None
+        self.expired()
+
+
+def stall_deadline(protocol):
     """Aborts a connection whose client has left its send buffer full for
     `send_timeout`: a client that stops reading holds no more of the worker
     than the buffer, and its application sees the disconnect (a chat socket
     leaves its room)."""
 
-    def __init__(self, protocol):
-        self.protocol = protocol
-        self.handle = None
+    def stopped_reading():
+        logger.info("Connection from %s closed: it stopped reading what it was sent", _client(protocol))
+        protocol.transport.abort()  # close() would wait for the unread buffer to drain
 
-    def paused(self):
-        if self.handle is None:
-            self.handle = self.protocol.loop.call_later(LIMITS.send_timeout, self.expired)
-
-    def resumed(self):
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
-
-    def expired(self):
-        self.handle = None
-        transport = self.protocol.transport
-        logger.info("Connection from %s closed: it stopped reading what it was sent", _client(self.protocol))
-        transport.abort()  # close() would wait for the unread buffer to drain
+    return Deadline(protocol, lambda: LIMITS.send_timeout, stopped_reading)
 
 
 def _client(protocol):
@@ -65,20 +73,20 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.header_timer = None
+        self.header_deadline = Deadline(self, lambda: LIMITS.header_timeout, self._headers_too_slow)
         self.in_headers = True  # bytes now arriving are a request line or headers
         self.header_bytes = 0
         self.headers_done = 0  # requests whose headers have arrived
-        self.stall = StallTimer(self)
+        self.stall = stall_deadline(self)
         self.refused = False
 
     def connection_made(self, transport):
         super().connection_made(transport)
-        self._arm_header_timer()
+        self.header_deadline.arm()
 
     def connection_lost(self, exc):
-        self._disarm_header_timer()
-        self.stall.resumed()
+        self.header_deadline.disarm()
+        self.stall.disarm()
         super().connection_lost(exc)
 
     def data_received(self, data):
@@ -98,14 +106,13 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self):
         super().on_message_begin()
         self.in_headers = True
-        if self.header_timer is None:
-            self._arm_header_timer()
+        self.header_deadline.arm()
 
     def on_headers_complete(self):
         self.in_headers = False
         self.header_bytes = 0
         self.headers_done += 1
-        self._disarm_header_timer()
+        self.header_deadline.disarm()
         super().on_headers_complete()
 
     def on_message_complete(self):
@@ -114,22 +121,13 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def pause_writing(self):
         super().pause_writing()
-        self.stall.paused()
+        self.stall.arm()
 
     def resume_writing(self):
         super().resume_writing()
-        self.stall.resumed()
-
-    def _arm_header_timer(self):
-        self.header_timer = self.loop.call_later(LIMITS.header_timeout, self._headers_too_slow)
-
-    def _disarm_header_timer(self):
-        if self.header_timer is not None:
-            self.header_timer.cancel()
-            self.header_timer = None
+        self.stall.disarm()
 
     def _headers_too_slow(self):
-        self.header_timer = None
         if self.transport.is_closing():
             return
         if self.cycle is not None and not self.cycle.response_complete:
@@ -153,7 +151,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         # connection and lose the answer. Its end is closed, what it sends
         # meanwhile is dropped, and the connection closes shortly after.
         self.refused = True
-        self._disarm_header_timer()
+        self.header_deadline.disarm()
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
@@ -170,19 +168,40 @@ class LimitedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.stall = StallTimer(self)
+        self.stall = stall_deadline(self)
 
     def connection_lost(self, exc):
-        self.stall.resumed()
+        self.stall.disarm()
         super().connection_lost(exc)
 
     def pause_writing(self):
         super().pause_writing()
-        self.stall.paused()
+        self.stall.arm()
 
     def resume_writing(self):
         super().resume_writing()
-        self.stall.resumed()
+        self.stall.disarm()
+
+    def send_receive_event_to_app(self):
+        # uvicorn's, but a text frame that is not UTF-8 is the client's fault
+        # (closed with 1007, logged as such), not an error with a traceback.
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                self.frames = []
+                logger.info("WebSocket from %s closed with 1007: a text frame was not UTF-8", _client(self))
+                self.conn.send_close(1007)
+                self.handle_parser_exception()
+                return
+            self.frames = []
+            self.queue.put_nowait({"type": "websocket.receive", "text": text})
+            if not self.read_paused:
+                self.read_paused = True
+                self.transport.pause_reading()
+            return
+        super().send_receive_event_to_app()
 
     def keepalive_timeout(self):
         super().keepalive_timeout()

@@ -2,7 +2,6 @@
 WebSocket frame size, request headers' size and time, sockets per user, and
 a client that stops reading (main/infra/server.py, docs/operations.md)."""
 
-import base64
 import contextlib
 import json
 import os
@@ -12,6 +11,7 @@ import time
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from harness import wire
 from main import factories, models
 from main.tests.clients import TIMEOUT, ChatClient, open_chat, recv, token, wait_for
 
@@ -48,39 +48,7 @@ def read_until_closed(conn, timeout):
 
 
 def raw_websocket(server, order_id, key, rcvbuf=None):
-    """A chat socket (v2) opened by hand on a plain TCP socket, so a test can
-    stop reading it; `rcvbuf` shrinks the client's kernel buffer."""
-    conn = socket.socket()
-    if rcvbuf:
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    conn.settimeout(TIMEOUT)
-    conn.connect(("127.0.0.1", server.port))
-    nonce = base64.b64encode(os.urandom(16)).decode()
-    conn.sendall(
-        (
-            f"GET /ws/customer-service/{order_id}/?token={key} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-            f"Sec-WebSocket-Key: {nonce}\r\nSec-WebSocket-Protocol: booktime.chat.v2\r\n\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += conn.recv(1)  # byte by byte: nothing after the handshake is read
-    assert response.startswith(b"HTTP/1.1 101"), response
-    return conn
-
-
-def client_frame(payload: bytes, opcode=0x1):
-    """A masked client frame (RFC 6455)."""
-    mask = os.urandom(4)
-    length = len(payload)
-    if length < 126:
-        header = bytes([0x80 | opcode, 0x80 | length])
-    elif length < 65536:
-        header = bytes([0x80 | opcode, 0x80 | 126]) + length.to_bytes(2, "big")
-    else:
-        header = bytes([0x80 | opcode, 0x80 | 127]) + length.to_bytes(8, "big")
-    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return wire.raw_websocket(server.port, order_id, key, rcvbuf, TIMEOUT)
 
 
 # --- WebSocket frames ------------------------------------------------------------
@@ -109,8 +77,7 @@ def test_oversized_frames_do_not_grow_the_worker(worker_server, people):
     before = rss_kib(server)
     for _ in range(20):
         conn = raw_websocket(server, order.pk, token(customer))
-        length = 8 * 1024 * 1024
-        conn.sendall(bytes([0x81, 0x80 | 127]) + length.to_bytes(8, "big") + os.urandom(4))
+        conn.sendall(wire.oversized_frame_header(8 * 1024 * 1024))
         with contextlib.suppress(OSError):  # the server may have closed it already
             conn.sendall(os.urandom(1024 * 1024))  # the first MiB of its body, if the server still reads
         read_until_closed(conn, TIMEOUT)  # the server ends it (a timeout here fails the test)
@@ -132,9 +99,7 @@ def test_headers_within_the_limit_are_served(worker_server):
     server = worker_server()
     answer = raw_request(
         server,
-        b"GET /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Filler: "
-        + b"a" * 8000
-        + b"\r\nConnection: close\r\n\r\n",
+        b"GET /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Filler: " + b"a" * 8000 + b"\r\nConnection: close\r\n\r\n",
     )
     assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
 
@@ -213,7 +178,7 @@ def test_a_client_that_stops_reading_is_closed_and_its_room_told(worker_server, 
     before = rss_kib(server)
     # It asks for page after page and reads none of them.
     for _ in range(25):
-        stuck.sendall(client_frame(json.dumps({"type": "history", "limit": 50}).encode()))
+        stuck.sendall(wire.client_frame(json.dumps({"type": "history", "limit": 50}).encode()))
     started = time.monotonic()
     watcher.until("chat_leave", timeout=15, username="Jane Doe")
     assert time.monotonic() - started < 10

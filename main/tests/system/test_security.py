@@ -45,7 +45,7 @@ import uuid
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
-from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls import get_resolver
 from playwright.sync_api import expect
 from rest_framework.authtoken.models import Token
 from websockets.exceptions import InvalidStatus
@@ -54,6 +54,7 @@ from websockets.sync.client import connect
 from harness import servers
 from main import factories, models
 from main import routing as asgi_routing
+from main.tests.routes import walk
 
 from .. import mobile_servers
 from ..browsing import browser_login
@@ -303,14 +304,6 @@ def test_mobile_login_attempts_spend_the_login_pages_budget(app, clean, people):
 def routes():
     """Every route of the app, as (kind, route): "page" (Django's URLconf)
     or "asgi-http" / "websocket" (booktime/routing.py's own routes)."""
-
-    def walk(patterns, prefix=""):
-        for p in patterns:
-            if isinstance(p, URLResolver):
-                yield from walk(p.url_patterns, prefix + str(p.pattern))
-            else:
-                assert isinstance(p, URLPattern)
-                yield prefix + str(p.pattern)
 
     yield from (("page", r) for r in walk(get_resolver().url_patterns))
     yield from (("asgi-http", r) for r in walk(asgi_routing.http_urlpatterns))

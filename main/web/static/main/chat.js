@@ -360,12 +360,22 @@
         showError(e.message);
       }
     },
+    // Sent to this client alone: its message was stored, but changed (a card number masked).
+    notice: function (e) {
+      showError(e.message);
+    },
     conversation: function (e) {
       showConversation({ status: e.status, waiting_since: e.waiting_since, assigned_to: e.assigned_to });
     },
     queue: function (e) {
       if (queueEl && conversation && conversation.status === "waiting") queueEl.textContent = e.message;
     },
+  };
+
+  var FINAL_CLOSES = {
+    4401: "You have been signed out. Sign in again to go on chatting.",
+    4403: "You no longer have access to this chat.",
+    4429: "Too many chats are open for your account. Close one, then reload this page.",
   };
 
   function connect() {
@@ -397,11 +407,17 @@
         sendJson({ type: "heartbeat" });
       }, HEARTBEAT_MS);
     };
-    socket.onclose = function () {
+    socket.onclose = function (closed) {
       clearTimeout(openTimer);
       clearInterval(heartbeat);
       clearTimeout(gapTimer);
       gapTimer = null;
+      // Closes that reconnecting would not mend (docs/protocol.md, close codes).
+      var final = FINAL_CLOSES[closed.code];
+      if (final) {
+        setStatus("offline", final);
+        return;
+      }
       // Sent but not echoed back: kept, and sent again once resumed.
       Object.keys(pending).forEach(function (clientId) {
         pending[clientId].bubble.querySelector(".msg-sending").textContent = "Not sent yet: waiting for the connection…";
