@@ -339,6 +339,7 @@ CHAT_RATE_PER_SECOND = env.float("CHAT_RATE_PER_SECOND", default=1.0)  # ...then
 CHAT_HISTORY_PAGE = env.int("CHAT_HISTORY_PAGE", default=50)  # messages per history page (max)
 CHAT_RESUME_LIMIT = env.int("CHAT_RESUME_LIMIT", default=500)  # missed messages replayed per resume
 CHAT_MAX_SOCKETS_PER_USER = env.int("CHAT_MAX_SOCKETS_PER_USER", default=20)  # open chat sockets, per worker
+CHAT_MAX_SOCKETS_PER_EMPLOYEE = env.int("CHAT_MAX_SOCKETS_PER_EMPLOYEE", default=200)  # an employee's, likewise
 
 # The production worker's limits where the bytes arrive (booktime/serve.py,
 # main/infra/server.py; docs/operations.md, "Limits"). A WebSocket frame over

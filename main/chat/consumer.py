@@ -26,7 +26,7 @@ from .limits import OPEN_SOCKETS, TYPING_INTERVAL, Limits, Strikes, Throttle
 logger = logging.getLogger(__name__)
 
 CLOSE_ACCESS_WITHDRAWN = 4403  # the user may no longer see this order's chat
-CLOSE_TOO_MANY_SOCKETS = 4429  # the user has CHAT_MAX_SOCKETS_PER_USER open on this worker
+CLOSE_TOO_MANY_SOCKETS = 4429  # the user has CHAT_MAX_SOCKETS_PER_USER (or _PER_EMPLOYEE) open on this worker
 HEARTBEAT_LANDS_SECONDS = 2.0  # a closing socket waits at most this long for its last heartbeat
 # On a layer whose groups are kept in Redis (the list-based one), a socket
 # renews its group memberships on a heartbeat at most this often: clients
@@ -102,9 +102,6 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
             await self.refuse("forbidden" if getattr(user, "is_authenticated", False) else "unauthenticated")
         self.protocol = protocol.negotiate(self.scope.get("subprotocols"))
         self.limits = Limits.from_settings()
-        if not OPEN_SOCKETS.take(user.pk, self.limits.max_sockets_per_user):
-            return await self.too_many_sockets(user)
-        self.counted_user = user.pk
         query = query_params(self.scope)
         after_seq = parse_id(query.get("after_seq", [""])[0], minimum=0)
         after = parse_id(query.get("after", [""])[0])
@@ -122,6 +119,10 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         if opening is None:
             await self.leave_groups()
             await self.refuse("forbidden")
+        if not OPEN_SOCKETS.take(user.pk, self.limits.socket_cap(opening.member.employee)):
+            await self.leave_groups()
+            return await self.too_many_sockets(user)
+        self.counted_user = user.pk
         self.messages = self.limits.message_rate()
         self.frames = self.limits.frame_rate()
         self.strikes = Strikes()

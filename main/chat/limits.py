@@ -32,6 +32,7 @@ class Limits:
     history_page: int
     resume_limit: int
     max_sockets_per_user: int
+    max_sockets_per_employee: int
 
     @classmethod
     def from_settings(cls):
@@ -46,6 +47,11 @@ class Limits:
             "rate_burst": self.rate_burst,
             "rate_per_second": self.rate_per_second,
         }
+
+    def socket_cap(self, employee):
+        """Open chat sockets allowed per user on one worker: more for an
+        employee, who may follow many chats at once."""
+        return self.max_sockets_per_employee if employee else self.max_sockets_per_user
 
     def message_rate(self):
         return RateLimiter(self.rate_burst, self.rate_per_second, hit=metrics.THROTTLE_HITS["chat_message"].inc)

@@ -152,6 +152,18 @@ def test_a_user_may_open_only_so_many_chat_sockets(worker_server, people):
     wait_for(lambda: _opens(server, order.pk, customer), TIMEOUT)
 
 
+def test_an_employee_may_follow_more_chats_than_a_customer(worker_server, people):
+    _, _, agent, _ = people
+    server = worker_server({"CHAT_MAX_SOCKETS_PER_USER": "1", "CHAT_MAX_SOCKETS_PER_EMPLOYEE": "3"})
+    orders = [factories.OrderFactory() for _ in range(4)]
+    following = [ChatClient(server, order.pk, agent) for order in orders[:3]]
+    extra = open_chat(server, orders[3].pk, token_query=token(agent), v2=True)
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            extra.recv(timeout=TIMEOUT)
+    assert closed.value.rcvd.code == 4429 and len(following) == 3
+
+
 def _opens(server, order_id, user):
     ws = open_chat(server, order_id, token_query=token(user), v2=True)
     try:

@@ -363,6 +363,7 @@
     // Sent to this client alone: its message was stored, but changed (a card number masked).
     notice: function (e) {
       showError(e.message);
+      errorEl.dataset.kind = "notice";
     },
     conversation: function (e) {
       showConversation({ status: e.status, waiting_since: e.waiting_since, assigned_to: e.assigned_to });
@@ -415,7 +416,8 @@
       // Closes that reconnecting would not mend (docs/protocol.md, close codes).
       var final = FINAL_CLOSES[closed.code];
       if (final) {
-        setStatus("offline", final);
+        setStatus("offline", "Disconnected");
+        showError(final);
         return;
       }
       // Sent but not echoed back: kept, and sent again once resumed.
