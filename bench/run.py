@@ -51,7 +51,9 @@ Any lost or duplicated message, any connection error of P's or any
 over-capacity line or traceback in a server log fails the run, except
 Redis pool exhaustion (MaxConnectionsError), which rows 3 and 4 report as a
 figure with a WARNING line. P runs with the chat's per-socket rate limit
-raised (BENCH_LIMITS): the closed loop answers far faster than a person.
+raised (BENCH_LIMITS): the closed loop answers far faster than a person;
+and without the per-user socket cap (SOCKET_CAPS_OFF): one agent is in
+every room.
 
 This module is the command line and the order of the run. The rest:
 bench.stack (the processes and what they say), bench.machine (CPUs and

@@ -36,6 +36,9 @@ LOG_PROBLEMS = ("over capacity", "Traceback", " ERROR ")
 # bench's clients answer each message the moment it arrives, far past it,
 # and a v1 socket's refused frame is dropped silently (a "lost" message).
 BENCH_LIMITS = {"CHAT_RATE_BURST": "1000000", "CHAT_RATE_PER_SECOND": "1000000"}
+# Likewise the cap on one user's sockets: the bench's and the soak's agents
+# are each in hundreds of chats at once.
+SOCKET_CAPS_OFF = {"CHAT_MAX_SOCKETS_PER_USER": "1000000", "CHAT_MAX_SOCKETS_PER_EMPLOYEE": "1000000"}
 # The servers P can run on: the shipped worker (booktime.serve, on uvicorn),
 # and daphne for comparison (bench.daphne_server; B and U stay as they are).
 SHIPPED_SERVER = "uvicorn"
@@ -203,7 +206,7 @@ class BenchStack(Stack):
             self.prepare_database(rooms, orders)
             self.courier = self.track(courier_standin(env=self.env, **self.options("courier")))
             self.courier_port = self.courier.port
-            self.env.update(BENCH_LIMITS, COURIER_API_URL=f"{self.courier.url}/")
+            self.env.update(BENCH_LIMITS, **SOCKET_CAPS_OFF, COURIER_API_URL=f"{self.courier.url}/")
             b = self.serve("B", "bench.baseline_asgi:application")
             port = free_port()
             u = self.start([sys.executable, "-m", "bench.relay", "--port", str(port)], port, "U")
@@ -236,6 +239,7 @@ class SoakStack(Stack):
         super().__init__("soak", os.environ.get("BENCH_DATABASE_URL", SOAK_DATABASE), "soak-only")
         try:
             self.prepare_database(chats, agents=agents)
+            self.env.update(SOCKET_CAPS_OFF)
             self.server = self.serve("P")
         except BaseException:
             self.stop()
