@@ -62,12 +62,33 @@ def stall_deadline(protocol):
     return Deadline(protocol, lambda: LIMITS.send_timeout, stopped_reading)
 
 
+class AbortsStalledClients:
+    """Mixed in before a uvicorn protocol: its connection is aborted once its
+    send buffer has stayed full for send_timeout (stall_deadline)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stall = stall_deadline(self)
+
+    def connection_lost(self, exc):
+        self.stall.disarm()
+        super().connection_lost(exc)
+
+    def pause_writing(self):
+        super().pause_writing()
+        self.stall.arm()
+
+    def resume_writing(self):
+        super().resume_writing()
+        self.stall.disarm()
+
+
 def _client(protocol):
     client = getattr(protocol, "client", None)
     return f"{client[0]}:{client[1]}" if client else "?"
 
 
-class LimitedHttpProtocol(HttpToolsProtocol):
+class LimitedHttpProtocol(AbortsStalledClients, HttpToolsProtocol):
     """httptools' protocol, refusing headers over max_header_bytes (431) or
     slower than header_timeout (408, or closed if nothing came at all)."""
 
@@ -77,7 +98,6 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self.in_headers = True  # bytes now arriving are a request line or headers
         self.header_bytes = 0
         self.headers_done = 0  # requests whose headers have arrived
-        self.stall = stall_deadline(self)
         self.refused = False
 
     def connection_made(self, transport):
@@ -86,7 +106,6 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc):
         self.header_deadline.disarm()
-        self.stall.disarm()
         super().connection_lost(exc)
 
     def data_received(self, data):
@@ -118,14 +137,6 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self):
         super().on_message_complete()
         self.in_headers = True
-
-    def pause_writing(self):
-        super().pause_writing()
-        self.stall.arm()
-
-    def resume_writing(self):
-        super().resume_writing()
-        self.stall.disarm()
 
     def _headers_too_slow(self):
         if self.transport.is_closing():
@@ -160,27 +171,11 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 FRAMES = ("websocket.send", "websocket.close")
 
 
-class LimitedWebSocketProtocol(WebSocketsSansIOProtocol):
+class LimitedWebSocketProtocol(AbortsStalledClients, WebSocketsSansIOProtocol):
     """The `websockets` sans-I/O protocol (frames over ws_max_size closed
     with 1009 as their header arrives), whose client must read: a send
     buffer left full for send_timeout, or a ping unanswered, aborts the
     connection rather than wait for a buffer that never drains."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.stall = stall_deadline(self)
-
-    def connection_lost(self, exc):
-        self.stall.disarm()
-        super().connection_lost(exc)
-
-    def pause_writing(self):
-        super().pause_writing()
-        self.stall.arm()
-
-    def resume_writing(self):
-        super().resume_writing()
-        self.stall.disarm()
 
     def send_receive_event_to_app(self):
         # uvicorn's, but a text frame that is not UTF-8 is the client's fault
