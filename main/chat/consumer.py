@@ -105,10 +105,11 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         query = query_params(self.scope)
         after_seq = parse_id(query.get("after_seq", [""])[0], minimum=0)
         after = parse_id(query.get("after", [""])[0])
-        # The groups are joined before the database is read: a message sent
-        # meanwhile waits in this socket's channel (and is not sent twice,
-        # see `replayed`), and a revocation of the token the socket was
-        # opened with is either seen by the read or reaches the token's group.
+        # The group is joined and the watch registered before the database is
+        # read: a message sent meanwhile waits in this socket's channel (and
+        # is not sent twice, see `replayed`), and a revocation of the token
+        # the socket was opened with is either seen by the read or reaches
+        # the watch (access_changes).
         key = self.scope.get("auth_token")  # set by the token middleware when a token let the user in
         self.watch = await access_changes.listener().watch(access_keys(self.scope), self.access_changed)
         self.group = service.group_name(order_id)
