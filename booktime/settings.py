@@ -156,6 +156,11 @@ CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="pubsub")
 # Redis's pub/sub channels ignore the database number: deployments (or test
 # runs) sharing one Redis keep apart by this prefix.
 CHANNEL_LAYER_PREFIX = env.str("CHANNEL_LAYER_PREFIX", default="asgi")
+# The channel layer's Redis servers: REDIS_URL alone by default, or several,
+# over which channels_redis spreads channels and groups by a consistent hash
+# (every worker must list the same, in the same order). Presence and the
+# cache stay on REDIS_URL.
+CHANNEL_LAYER_URLS = env.list("CHANNEL_LAYER_URLS", default=[REDIS_URL] if REDIS_URL else [])
 if REDIS_URL:
     CHANNEL_LAYER_CONFIGS = {
         # The default, chosen by measurement (docs/benchmarks.md): messages
@@ -166,7 +171,7 @@ if REDIS_URL:
         "pubsub": {
             "BACKEND": "main.infra.channel_layer.PubSubChannelLayer",
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2}],
+                "hosts": [{"address": url, "socket_connect_timeout": 2} for url in CHANNEL_LAYER_URLS],
                 "prefix": CHANNEL_LAYER_PREFIX,
             },
         },
@@ -181,12 +186,8 @@ if REDIS_URL:
                 # also retries a command once on a fresh connection, as every
                 # Redis pool of ours does: main/infra/redis_client.py.)
                 "hosts": [
-                    {
-                        "address": REDIS_URL,
-                        "socket_timeout": None,
-                        "socket_connect_timeout": 2,
-                        "max_connections": 50,
-                    }
+                    {"address": url, "socket_timeout": None, "socket_connect_timeout": 2, "max_connections": 50}
+                    for url in CHANNEL_LAYER_URLS
                 ],
                 "prefix": CHANNEL_LAYER_PREFIX,
                 "capacity": env.int("CHANNEL_CAPACITY", default=1000),
