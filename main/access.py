@@ -96,12 +96,12 @@ def _announce_on_commit(*keys):
 @receiver(post_save, sender=User)
 def _user_saved(sender, instance, created, update_fields=None, **kwargs):
     if not created and (update_fields is None or ACCESS_FIELDS & set(update_fields)):
-        _announce_on_commit(access_changes.user_key(instance.pk))
+        _announce_on_commit(access_changes.for_user(instance.pk))
 
 
 @receiver(post_delete, sender=User)
 def _user_deleted(sender, instance, **kwargs):
-    _announce_on_commit(access_changes.user_key(instance.pk))
+    _announce_on_commit(access_changes.for_user(instance.pk))
 
 
 @receiver(m2m_changed, sender=User.groups.through)
@@ -116,21 +116,21 @@ def _groups_changed(sender, instance, action, reverse, pk_set, **kwargs):
         user_ids = getattr(instance, "_access_cleared", [])
     else:
         user_ids = pk_set or ()
-    _announce_on_commit(*(access_changes.user_key(pk) for pk in user_ids))
+    _announce_on_commit(*(access_changes.for_user(pk) for pk in user_ids))
 
 
 @receiver(pre_delete, sender=Group)
 def _group_deleted(sender, instance, **kwargs):
-    _announce_on_commit(*(access_changes.user_key(pk) for pk in instance.user_set.values_list("pk", flat=True)))
+    _announce_on_commit(*(access_changes.for_user(pk) for pk in instance.user_set.values_list("pk", flat=True)))
 
 
 @receiver(post_delete, sender=Token)
 def _token_deleted(sender, instance, **kwargs):
-    _announce_on_commit(access_changes.token_key(instance.key))
+    _announce_on_commit(access_changes.for_token(instance.key))
 
 
 @receiver(user_logged_out)
 def _logged_out(sender, request, user, **kwargs):
     session = getattr(request, "session", None)
     if session is not None and session.session_key:
-        _announce_on_commit(access_changes.session_key(session.session_key))
+        _announce_on_commit(access_changes.for_session(session.session_key))

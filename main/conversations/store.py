@@ -415,9 +415,7 @@ class MessageWriter:
             with self.database.wrap_database_errors:
                 async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
                     if self.connection is None or self.connection.closed:
-                        self.connection = await psycopg.AsyncConnection.connect(
-                            **self.connection_params(), autocommit=True
-                        )
+                        self.connection = await psycopg.AsyncConnection.connect(**db.psycopg_params(), autocommit=True)
                     cursor = await self.connection.execute(CALL, columns(kept), prepare=True)
                     rows = await cursor.fetchall()
         except BaseException as error:
@@ -428,13 +426,6 @@ class MessageWriter:
             db.noticed(error)
             raise
         return outcomes(items, *_remap(items, kept, function_rows(rows)))
-
-    def connection_params(self):
-        """Django's parameters for its PostgreSQL connection (the test
-        database under tests), for an async psycopg connection of our own."""
-        params = self.database.get_connection_params()
-        params.pop("cursor_factory")  # Django's cursor classes are sync ones
-        return params
 
     async def disconnect(self):
         if self.connection is not None:

@@ -32,15 +32,15 @@ def secret_hash(value):
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
-def user_key(user_id):
+def for_user(user_id):
     return ("user", int(user_id))
 
 
-def session_key(key):
+def for_session(key):
     return ("session", secret_hash(key))
 
 
-def token_key(key):
+def for_token(key):
     return ("token", secret_hash(key))
 
 

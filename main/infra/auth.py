@@ -88,11 +88,11 @@ def user_for_token(key):
 def access_keys(scope):
     """What a socket or stream opened with `scope` watches (access_changes):
     its user, and the token or the session that let them in."""
-    keys = [access_changes.user_key(scope["user"].pk)]
+    keys = [access_changes.for_user(scope["user"].pk)]
     if scope.get("auth_token") is not None:
-        keys.append(access_changes.token_key(scope["auth_token"]))
+        keys.append(access_changes.for_token(scope["auth_token"]))
     elif scope.get("session") is not None and scope["session"].session_key:
-        keys.append(access_changes.session_key(scope["session"].session_key))
+        keys.append(access_changes.for_session(scope["session"].session_key))
     return keys
 
 

@@ -14,7 +14,7 @@ import time
 
 import psycopg
 from channels.db import database_sync_to_async
-from django.db import InterfaceError, OperationalError, close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
 # After a call found PostgreSQL unreachable, calls in the next this-many
 # seconds fail at once instead of each waiting the pool's timeout: chat calls
@@ -83,3 +83,15 @@ def noticed(error):
     global _unreachable_until
     if unreachable(error):
         _unreachable_until = time.monotonic() + FAIL_FAST_SECONDS
+
+
+def psycopg_params(alias="default"):
+    """Django's parameters for its PostgreSQL connection `alias` (the test
+    database under tests), for a psycopg connection of our own; None if that
+    database is not PostgreSQL."""
+    connection = connections.create_connection(alias)  # not the context's own: nothing is opened
+    if connection.vendor != "postgresql":
+        return None
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)  # Django's cursor classes are sync ones
+    return params

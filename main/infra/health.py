@@ -16,6 +16,7 @@ import psycopg
 from django.conf import settings
 
 from .answers import respond_json, respond_text, retry_after
+from .db import psycopg_params
 from .redis_client import get_redis
 
 logger = logging.getLogger(__name__)
@@ -23,9 +24,6 @@ logger = logging.getLogger(__name__)
 CHECK_TIMEOUT_SECONDS = 1.0
 # Paths polled every few seconds: their successful answers write no access line.
 QUIET_PATHS = ("/healthz", "/readyz", "/metrics")
-
-# Keys of a database's OPTIONS that are Django's, not libpq's.
-DJANGO_OPTIONS = {"pool", "isolation_level", "server_side_binding", "assume_role", "cursor_factory", "context"}
 
 _was_ready = True  # a change of readiness is logged, not every probe
 
@@ -68,25 +66,14 @@ async def _within_timeout(check):
         return "unreachable"
 
 
-def postgresql_params():
-    """psycopg's connection parameters for the default database, or None if it is not PostgreSQL."""
-    db = settings.DATABASES["default"]
-    if db["ENGINE"] != "django.db.backends.postgresql":
-        return None
-    params = {"dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"], "host": db["HOST"]}
-    params["port"] = str(db["PORT"] or "")
-    params.update((k, v) for k, v in db.get("OPTIONS", {}).items() if k not in DJANGO_OPTIONS)
-    # libpq waits at least 2 s; the check's own timeout is shorter.
-    params["connect_timeout"] = 2
-    return {k: v for k, v in params.items() if v not in (None, "")}
-
-
 async def postgresql():
     # A connection of its own, not the pool's: the pool's borrowing happens in
     # threads, and what readiness asks is whether a new connection can be made.
-    params = postgresql_params()
+    params = psycopg_params()
     if params is None:
         return "not used"
+    # libpq waits at least 2 s; the check's own timeout is shorter.
+    params["connect_timeout"] = 2
     async with await psycopg.AsyncConnection.connect(autocommit=True, **params) as connection:
         await connection.execute("SELECT 1")
     return "ok"
