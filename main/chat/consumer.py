@@ -461,16 +461,25 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         token or session that let them in ended."""
         if self.member is None or self.closing:
             return
-        ended = event["kind"] != "user"
-        user = None if ended else await user_now(self.scope)
-        if ended or not user.is_authenticated or user.pk != self.member.user_id:
+        try:
+            # An anonymous user (a token or session no longer valid) has no pk.
+            user = None if event["kind"] != "user" else await user_now(self.scope)
+            signed_out = user is None or user.pk != self.member.user_id
+            admitted = "no" if signed_out else await service.admitted_now(user, self.member)
+        except Exception as error:
+            if not unreachable(error):
+                raise
+            # Not known now: the socket stays, and is checked again at its next handshake.
+            logger.warning("Chat access not checked, database unavailable: order %s", self.member.order_id)
+            return
+        if admitted == "yes":
+            return
+        if signed_out:
             code, why = CLOSE_TOKEN_REVOKED, "signed out"
-        else:
-            admitted = await service.admitted_now(user, self.member)
-            if admitted == "yes":
-                return
-            # Admitted in another role: reconnecting joins in that one.
-            code, why = (CLOSE_ACCESS_WITHDRAWN, "access withdrawn") if admitted == "no" else (1012, "role changed")
+        elif admitted == "no":
+            code, why = CLOSE_ACCESS_WITHDRAWN, "access withdrawn"
+        else:  # admitted in another role: reconnecting joins in that one
+            code, why = 1012, "role changed"
         logger.info("Chat closed, %s: user %s, order %s", why, self.member.user_id, self.member.order_id)
         await self.close(code=code)
 

@@ -99,8 +99,15 @@ class EmployeeStream(BaseConsumer, AsyncHttpConsumer):
             serving.cancel()
 
     async def still_allowed(self, user):
-        now = await auth.user_now(self.scope)
-        return now.is_authenticated and now.pk == user.pk and await is_employee(now)
+        try:
+            now = await auth.user_now(self.scope)
+            return now.is_authenticated and now.pk == user.pk and await is_employee(now)
+        except Exception as error:
+            if not unreachable(error):
+                raise
+            # Not known now: the stream goes on, and is checked again when it reconnects.
+            logger.warning("%s: access not checked, database unavailable", self.scope.get("path"))
+            return True
 
     async def send(self, message):
         if message["type"] == "http.response.start":
