@@ -15,7 +15,7 @@ from main import presence
 from main.conversations import events, queue
 from main.infra import access_changes, metrics
 from main.infra.answers import CLOSE_TRY_AGAIN_LATER, RETRY_AFTER_SECONDS
-from main.infra.auth import CLOSE_TOKEN_REVOKED, access_keys, query_params, user_now
+from main.infra.auth import access_keys, query_params
 from main.infra.consumer import BaseConsumer
 from main.infra.db import unreachable
 from main.infra.ids import parse_id
@@ -25,8 +25,6 @@ from .limits import OPEN_SOCKETS, TYPING_INTERVAL, Limits, Strikes, Throttle
 
 logger = logging.getLogger(__name__)
 
-CLOSE_ACCESS_WITHDRAWN = 4403  # the user may no longer see this order's chat
-CLOSE_TOO_MANY_SOCKETS = 4429  # the user has CHAT_MAX_SOCKETS_PER_USER (or _PER_EMPLOYEE) open on this worker
 HEARTBEAT_LANDS_SECONDS = 2.0  # a closing socket waits at most this long for its last heartbeat
 # On a layer whose groups are kept in Redis (the list-based one), a socket
 # renews its group memberships on a heartbeat at most this often: clients
@@ -155,7 +153,7 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         logger.warning("Chat refused, too many sockets: user %s", user.pk)
         metrics.handshake_refused("too_many_sockets")
         await self.accept(self.protocol.subprotocol)
-        await self.close(code=CLOSE_TOO_MANY_SOCKETS)
+        await self.close(code=protocol.CLOSE_TOO_MANY_SOCKETS)
 
     async def websocket_connect(self, message):
         try:
@@ -462,24 +460,16 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         if self.member is None or self.closing:
             return
         try:
-            # An anonymous user (a token or session no longer valid) has no pk.
-            user = None if event["kind"] != "user" else await user_now(self.scope)
-            signed_out = user is None or user.pk != self.member.user_id
-            admitted = "no" if signed_out else await service.admitted_now(user, self.member)
+            closing = await service.close_for_access(self.scope, self.member, event["kind"])
         except Exception as error:
             if not unreachable(error):
                 raise
             # Not known now: the socket stays, and is checked again at its next handshake.
             logger.warning("Chat access not checked, database unavailable: order %s", self.member.order_id)
             return
-        if admitted == "yes":
+        if closing is None:
             return
-        if signed_out:
-            code, why = CLOSE_TOKEN_REVOKED, "signed out"
-        elif admitted == "no":
-            code, why = CLOSE_ACCESS_WITHDRAWN, "access withdrawn"
-        else:  # admitted in another role: reconnecting joins in that one
-            code, why = 1012, "role changed"
+        code, why = closing
         logger.info("Chat closed, %s: user %s, order %s", why, self.member.user_id, self.member.order_id)
         await self.close(code=code)
 

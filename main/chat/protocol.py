@@ -9,6 +9,7 @@ import json
 from django.utils import timezone
 
 from main.conversations import wire
+from main.infra.auth import CLOSE_TOKEN_REVOKED
 from main.infra.ids import parse_id
 
 V2_SUBPROTOCOL = "booktime.chat.v2"
@@ -17,6 +18,10 @@ MAX_REF_CHARS = 64  # a v2 message frame's optional `ref`, echoed to its sender
 # A socket that keeps sending frames the server refuses is closed with 1008
 # (policy violation); see limits.Strikes.
 CLOSE_POLICY_VIOLATION = 1008
+CLOSE_SIGNED_OUT = CLOSE_TOKEN_REVOKED  # the token or session it was opened with ended
+CLOSE_ACCESS_WITHDRAWN = 4403  # the user may no longer see this order's chat
+CLOSE_ROLE_CHANGED = 1012  # admitted now in another role: reconnecting joins in that one
+CLOSE_TOO_MANY_SOCKETS = 4429  # the user has CHAT_MAX_SOCKETS_PER_USER (or _PER_EMPLOYEE) open on this worker
 
 
 class ChatError(Exception):

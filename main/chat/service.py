@@ -13,9 +13,11 @@ from django.utils import timezone
 
 from main import access
 from main.conversations import events, messages, state, store, wire
+from main.infra.auth import user_now
 from main.infra.db import db_sync_to_async as db
 from main.models import Order
 
+from . import protocol
 from .limits import Limits
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,20 @@ def join(user, order_id):
         name=user.display_name,
         employee=employee,
     )
+
+
+async def close_for_access(scope, member, kind):
+    """After an access change of `kind` ("user", "session", "token"): the
+    close code and reason for `member`'s socket, or None if it may stay. An
+    ended session or token signs the socket out; a changed user is looked up
+    afresh (an anonymous one has no pk)."""
+    user = await user_now(scope) if kind == "user" else None
+    if user is None or user.pk != member.user_id:
+        return protocol.CLOSE_SIGNED_OUT, "signed out"
+    admitted = await admitted_now(user, member)
+    if admitted == "no":
+        return protocol.CLOSE_ACCESS_WITHDRAWN, "access withdrawn"
+    return None if admitted == "yes" else (protocol.CLOSE_ROLE_CHANGED, "role changed")
 
 
 @db
