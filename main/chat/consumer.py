@@ -12,7 +12,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from redis.exceptions import RedisError
 
 from main import presence
-from main.conversations import events, queue
+from main.conversations import events
 from main.infra import access_changes, metrics
 from main.infra.answers import CLOSE_TRY_AGAIN_LATER, RETRY_AFTER_SECONDS
 from main.infra.auth import access_keys, query_params
@@ -22,6 +22,7 @@ from main.infra.ids import parse_id
 
 from . import protocol, service
 from .limits import OPEN_SOCKETS, TYPING_INTERVAL, Limits, Strikes, Throttle
+from .queue_place import QueuePlace
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +43,7 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
     closing = False  # a close was sent, or the client has gone: nothing more is sent or handled
     conversation = None  # v2: the conversation's state as the client was last told
     in_queue = False  # a waiting customer's socket follows the queue
-    place = None  # where it stands, as the client was last told
-    placing = None  # the task telling it, while it runs
-    place_stale = False
+    place = None  # where it stands in it (QueuePlace), once it has waited
     heartbeat_sent = None  # done once the socket's last heartbeat has reached presence
     counted_open = None  # the gauge of open sockets this one counts in, once accepted
     counted_user = None  # the user whose open sockets this one counts in (the per-user cap)
@@ -183,8 +182,8 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         raise StopConsumer()
 
     async def disconnect(self, code):
-        if self.placing is not None:
-            self.placing.cancel()
+        if self.place is not None:
+            self.place.cancel()
         try:
             if self.heartbeat_sent is not None and not self.heartbeat_sent.done():
                 # A heartbeat, then the socket closed: the heartbeat counts
@@ -411,36 +410,23 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_add(events.CONVERSATIONS_GROUP, self.channel_name)
         elif self.in_queue and not waiting:
             await self.channel_layer.group_discard(events.CONVERSATIONS_GROUP, self.channel_name)
-            self.place = None  # waiting again later, the customer is told their place again
+            self.place.forget()
         self.in_queue = waiting
         if waiting:
-            await self.conversations_changed(None)
+            if self.place is None:
+                self.place = QueuePlace(self.member.order_id, self.tell_place)
+            self.place.changed()
 
     async def conversations_changed(self, event):
-        # The queue is read beside the chat, not in its way: a message to or
-        # from this socket is not held up by it. Changes that come while it
-        # is read make one more read after it. Someone reading moves nobody.
-        if event is not None and event.get("reader_id") is not None:
-            return
-        if self.placing is None or self.placing.done():
-            self.placing = asyncio.ensure_future(self.tell_place())
-        else:
-            self.place_stale = True
+        # Someone reading moves nobody.
+        if event.get("reader_id") is None and self.in_queue:
+            self.place.changed()
 
-    async def tell_place(self):
-        while True:
-            self.place_stale = False
-            try:
-                place = await queue.place(self.member.order_id)
-            except Exception:
-                # The chat goes on; the next change tells the customer again.
-                logger.warning("Queue not read: order %s", self.member.order_id, exc_info=True)
-                return
-            if place is not None and place != self.place and self.in_queue and not self.closing:
-                self.place = place
-                await self.send_json(self.protocol.queue(place))
-            if not self.place_stale:
-                return
+    async def tell_place(self, place):
+        if not self.in_queue or self.closing:
+            return False
+        await self.send_json(self.protocol.queue(place))
+        return True
 
     def access_changed(self, key):
         # Told by the process's listener, outside this consumer's dispatch:
