@@ -9,7 +9,7 @@ import json
 from django.utils import timezone
 
 from main.conversations import wire
-from main.infra.auth import CLOSE_TOKEN_REVOKED
+from main.infra.answers import CLOSE_TOKEN_REVOKED
 from main.infra.ids import parse_id
 
 V2_SUBPROTOCOL = "booktime.chat.v2"

@@ -12,6 +12,8 @@ RETRY_AFTER_SECONDS = 5
 # As 4401 mirrors HTTP 401, 4503 mirrors 503; daphne (under runserver) lets
 # an application close only with 1000 or 3000-4999, so not 1013.
 CLOSE_TRY_AGAIN_LATER = 4503
+# A socket whose token was revoked or session ended: sign in again (as HTTP 401).
+CLOSE_TOKEN_REVOKED = 4401
 
 UNAVAILABLE = {"detail": "Temporarily unavailable, try again shortly.", "code": "unavailable"}
 

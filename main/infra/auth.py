@@ -36,8 +36,6 @@ logger = logging.getLogger(__name__)
 TOKEN_PARAM = b"token"
 # DRF keys are 40 hex characters; anything else is not worth a query.
 KEY_SHAPE = re.compile(r"[0-9a-fA-F]{1,64}")
-# The close code of a socket whose token was revoked or session ended (as HTTP 401).
-CLOSE_TOKEN_REVOKED = 4401
 
 
 def valid_token_shape(key):

@@ -13,7 +13,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from main import models
 from main.chat.protocol import V2_SUBPROTOCOL
 from main.infra.access_changes import secret_hash
-from main.infra.auth import CLOSE_TOKEN_REVOKED
+from main.infra.answers import CLOSE_TOKEN_REVOKED
 
 from ..clients import TIMEOUT, open_chat, recv, token
 
