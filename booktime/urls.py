@@ -1,10 +1,15 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.i18n import JavaScriptCatalog
 from django.views.static import serve
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The language switcher posts to i18n/setlang/ (Django's set_language).
+    path("i18n/", include("django.conf.urls.i18n")),
+    # The pages' scripts' strings in the reader's language: gettext() and friends in JavaScript.
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("", include("main.urls")),
 ]
 
