@@ -4,6 +4,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 EMPLOYEES_GROUP = "Employees"
 DISPATCHERS_GROUP = "Dispatchers"
@@ -142,7 +143,7 @@ class Order(models.Model):
     NEW = 10
     PAID = 20
     DONE = 30
-    STATUSES = ((NEW, "New"), (PAID, "Paid"), (DONE, "Done"))
+    STATUSES = ((NEW, _("New")), (PAID, _("Paid")), (DONE, _("Done")))
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     status = models.IntegerField(choices=STATUSES, default=NEW)
@@ -214,10 +215,10 @@ class OrderLine(models.Model):
     SENT = 30
     CANCELLED = 40
     STATUSES = (
-        (NEW, "New"),
-        (PROCESSING, "Processing"),
-        (SENT, "Sent"),
-        (CANCELLED, "Cancelled"),
+        (NEW, _("New")),
+        (PROCESSING, _("Processing")),
+        (SENT, _("Sent")),
+        (CANCELLED, _("Cancelled")),
     )
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
@@ -285,7 +286,7 @@ class Conversation(models.Model):
     `resolved` once an employee closed it, until the customer writes again."""
 
     WAITING, ANSWERED, RESOLVED = "waiting", "answered", "resolved"
-    STATUSES = ((WAITING, "Waiting"), (ANSWERED, "Answered"), (RESOLVED, "Resolved"))
+    STATUSES = ((WAITING, _("Waiting")), (ANSWERED, _("Answered")), (RESOLVED, _("Resolved")))
 
     order = models.OneToOneField(Order, primary_key=True, on_delete=models.CASCADE, related_name="conversation")
     status = models.CharField(max_length=8, choices=STATUSES, default=ANSWERED)
