@@ -297,6 +297,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # No deep links: Swagger UI puts them inside the operations' buttons, out of reach of keyboards and screen readers.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": False},
     "PREPROCESSING_HOOKS": ["main.api.schema.only_mobile_api"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
