@@ -78,10 +78,7 @@
   }
 
   function formatTime(iso) {
-    var date = new Date(iso);
-    var time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    if (date.toDateString() === new Date().toDateString()) return time;
-    return date.toLocaleDateString([], { day: "numeric", month: "short" }) + " " + time;
+    return BookTimeLocale.when(iso);
   }
 
   function nearBottom() {
@@ -116,14 +113,14 @@
     item.dataset.id = m.id;
     item.dataset.seq = m.seq;
     var meta = el("div", "msg-meta");
-    meta.appendChild(el("span", "msg-who", m.mine ? "You" : m.username));
+    meta.appendChild(el("span", "msg-who", m.mine ? gettext("You") : m.username));
     var when = el("time", "msg-time", formatTime(m.created));
     when.dateTime = m.created;
-    when.title = new Date(m.created).toLocaleString();
+    when.title = BookTimeLocale.full(m.created);
     meta.appendChild(when);
     item.appendChild(meta);
     item.appendChild(el("div", "msg-text", m.message));
-    if (m.mine) item.appendChild(el("div", "msg-seen", "Seen"));
+    if (m.mine) item.appendChild(el("div", "msg-seen", gettext("Seen")));
     shown[m.id] = item;
 
     // Before any later message, and before the ones still being sent.
@@ -179,7 +176,8 @@
 
   function renderTyping() {
     var names = Object.keys(typingTimers);
-    typingEl.textContent = names.length ? names.join(", ") + (names.length > 1 ? " are" : " is") + " typing…" : "";
+    var typing = ngettext("%(names)s is typing…", "%(names)s are typing…", names.length);
+    typingEl.textContent = names.length ? interpolate(typing, { names: BookTimeLocale.list(names) }, true) : "";
   }
 
   // Put a message's text back into the box, with a note saying why.
@@ -205,7 +203,7 @@
   function pendingBubble(text) {
     var item = el("div", "outgoing");
     var meta = el("div", "msg-meta");
-    meta.appendChild(el("span", "msg-who", "You"));
+    meta.appendChild(el("span", "msg-who", gettext("You")));
     meta.appendChild(el("span", "msg-sending"));
     item.appendChild(meta);
     item.appendChild(el("div", "msg-text", text));
@@ -217,7 +215,7 @@
   function sendPending(clientId) {
     var p = pending[clientId];
     p.socket = socket;
-    p.bubble.querySelector(".msg-sending").textContent = "Sending…";
+    p.bubble.querySelector(".msg-sending").textContent = gettext("Sending…");
     sendJson({ type: "message", message: p.text, ref: clientId, client_id: clientId });
   }
 
@@ -247,16 +245,17 @@
   function tooLong(text) {
     var max = limits && limits.max_message_chars;
     var length = Array.from(text).length; // characters as the server counts them
-    return max && length > max ? "Your message is " + length + " characters long; the limit is " + max + "." : "";
+    var said = gettext("Your message is %(length)s characters long; the limit is %(max)s.");
+    return max && length > max ? interpolate(said, { length: length, max: max }, true) : "";
   }
 
   // The bar under the title: the status (the wait counting up), who holds it.
   function showStatus() {
     var c = conversation;
     var status = c ? c.status : "none";
-    var text = { none: "No messages yet", answered: "Answered", resolved: "Resolved" }[status];
+    var text = { none: gettext("No messages yet"), answered: gettext("Answered"), resolved: gettext("Resolved") }[status];
     if (status === "waiting") {
-      text = "Waiting for a reply";
+      text = gettext("Waiting for a reply");
       if (c.waiting_since) text += " · " + BookTimeLive.duration(Date.now() + clockOffset - Date.parse(c.waiting_since));
     }
     convStatus.dataset.status = status;
@@ -269,7 +268,11 @@
     var holder = c && c.assigned_to;
     var mine = !!holder && holder.id === me;
     if (convActions) {
-      convHolder.textContent = holder ? (mine ? "Held by you" : "Held by " + holder.name) : "Nobody holds it";
+      convHolder.textContent = holder
+        ? mine
+          ? gettext("Held by you")
+          : interpolate(gettext("Held by %(name)s"), { name: holder.name }, true)
+        : gettext("Nobody holds it");
       var resolved = !!c && c.status === "resolved";
       var focused = document.activeElement;
       var visible = { claim: !resolved && !holder, release: mine, resolve: !!c && !resolved, reopen: resolved };
@@ -282,7 +285,8 @@
         (convActions.querySelector("button:not([hidden])") || input).focus();
       }
     } else {
-      convHolder.textContent = holder ? holder.name + " is looking after your question" : "";
+      var looking = gettext("%(name)s is looking after your question");
+      convHolder.textContent = holder ? interpolate(looking, { name: holder.name }, true) : "";
     }
     if (queueEl && (!c || c.status !== "waiting")) queueEl.textContent = "";
   }
@@ -292,7 +296,7 @@
       retries = 0;
       if (e.now) clockOffset = Date.parse(e.now) - Date.now();
       limits = e.limits;
-      setStatus("online", "Connected");
+      setStatus("online", gettext("Connected"));
       if (!input.classList.contains("restored")) showError("");
       e.reads.forEach(function (r) {
         if (!r.mine) othersReadUpTo = Math.max(othersReadUpTo, r.id);
@@ -339,10 +343,10 @@
       if (!e.has_more) resendPending();
     },
     chat_join: function (e) {
-      if (!e.mine) addNotice(e.username + " joined the chat");
+      if (!e.mine) addNotice(interpolate(gettext("%(name)s joined the chat"), { name: e.username }, true));
     },
     chat_leave: function (e) {
-      if (!e.mine) addNotice(e.username + " left the chat");
+      if (!e.mine) addNotice(interpolate(gettext("%(name)s left the chat"), { name: e.username }, true));
     },
     typing: function (e) {
       showTyping(e.username);
@@ -355,35 +359,88 @@
     },
     error: function (e) {
       if (e.ref && pending[e.ref]) {
-        restore(dropPending(e.ref).text, e.message + " Your message was not sent; it is back in the box.");
+        var note = gettext("%(reason)s Your message was not sent; it is back in the box.");
+        restore(dropPending(e.ref).text, interpolate(note, { reason: refusal(e) }, true));
       } else {
-        showError(e.message);
+        showError(refusal(e));
       }
     },
     // Sent to this client alone: its message was stored, but changed (a card number masked).
     notice: function (e) {
-      showError(e.message);
+      showError(NOTICES[e.code] || e.message);
       errorEl.dataset.kind = "notice";
     },
     conversation: function (e) {
       showConversation({ status: e.status, waiting_since: e.waiting_since, assigned_to: e.assigned_to });
     },
     queue: function (e) {
-      if (queueEl && conversation && conversation.status === "waiting") queueEl.textContent = e.message;
+      if (queueEl && conversation && conversation.status === "waiting") queueEl.textContent = queuePlace(e);
     },
   };
 
+  // What the server's `error` and `notice` events say, by their codes, in
+  // the page's language (the socket's own `message` is English); a code
+  // the page never causes is shown as the server said it.
+  function refusal(e) {
+    var max = limits && limits.max_message_chars;
+    switch (e.code) {
+      case "rate_limited":
+        return gettext("Too many messages; slow down.");
+      case "empty_message":
+        return gettext("Empty or blank messages are not sent.");
+      case "too_long":
+        return max ? interpolate(gettext("A message may not exceed %(max)s characters."), { max: max }, true) : e.message;
+      case "bad_message":
+        return gettext("This message contains characters that cannot be sent.");
+      case "unavailable":
+        return gettext("Briefly unavailable; try again shortly.");
+      case "server_error":
+        return gettext("Something went wrong; try again.");
+      default:
+        return e.message;
+    }
+  }
+
+  var NOTICES = {
+    card_number_masked: gettext(
+      "A payment card number was masked: only its last four digits were kept. Never send card numbers in the chat."
+    ),
+  };
+
+  // Where a waiting customer stands (the `queue` event's numbers), as the server says it in English.
+  function queuePlace(e) {
+    if (!e.agents_online) {
+      return gettext(
+        "Nobody from customer service is online right now. Your message is kept, and we will answer as soon as someone is back."
+      );
+    }
+    var ahead =
+      e.position === 1
+        ? gettext("You are next.")
+        : interpolate(gettext("You are number %(position)s in the queue."), { position: e.position }, true);
+    if (e.expected_wait_seconds === null || e.expected_wait_seconds === undefined) {
+      return interpolate(gettext("%(ahead)s We will answer as soon as we can."), { ahead: ahead }, true);
+    }
+    var minutes = Math.max(1, Math.round(e.expected_wait_seconds / 60));
+    var wait = ngettext(
+      "%(ahead)s Expected wait: about %(minutes)s minute.",
+      "%(ahead)s Expected wait: about %(minutes)s minutes.",
+      minutes
+    );
+    return interpolate(wait, { ahead: ahead, minutes: minutes }, true);
+  }
+
   var FINAL_CLOSES = {
-    4401: "You have been signed out. Sign in again to go on chatting.",
-    4403: "You no longer have access to this chat.",
-    4429: "Too many chats are open for your account. Close one, then reload this page.",
+    4401: gettext("You have been signed out. Sign in again to go on chatting."),
+    4403: gettext("You no longer have access to this chat."),
+    4429: gettext("Too many chats are open for your account. Close one, then reload this page."),
   };
 
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var url =
       scheme + location.host + "/ws/customer-service/" + orderId + "/" + (contiguous !== null ? "?after_seq=" + contiguous : "");
-    setStatus("connecting", retries ? "Reconnecting…" : "Connecting…");
+    setStatus("connecting", retries ? gettext("Reconnecting…") : gettext("Connecting…"));
     var current = new WebSocket(url, [PROTOCOL]);
     socket = current;
     // A handshake that hangs is given up on (onclose then retries).
@@ -416,18 +473,18 @@
       // Closes that reconnecting would not mend (docs/protocol.md, close codes).
       var final = FINAL_CLOSES[closed.code];
       if (final) {
-        setStatus("offline", "Disconnected");
+        setStatus("offline", gettext("Disconnected"));
         showError(final);
         return;
       }
       // Sent but not echoed back: kept, and sent again once resumed.
       Object.keys(pending).forEach(function (clientId) {
-        pending[clientId].bubble.querySelector(".msg-sending").textContent = "Not sent yet: waiting for the connection…";
+        pending[clientId].bubble.querySelector(".msg-sending").textContent = gettext("Not sent yet: waiting for the connection…");
       });
       // Back off up to 15 s; resume from `contiguous` when back.
       var delay = Math.min(15000, 1000 * Math.pow(2, retries));
       retries += 1;
-      setStatus("offline", "Offline, reconnecting…");
+      setStatus("offline", gettext("Offline, reconnecting…"));
       setTimeout(connect, delay);
     };
   }
@@ -438,7 +495,7 @@
     if (!text.trim()) return;
     var long = tooLong(text);
     if (long) {
-      showError(long + " Shorten it and send again.");
+      showError(interpolate(gettext("%(problem)s Shorten it and send again."), { problem: long }, true));
       input.focus();
       return;
     }
@@ -451,7 +508,7 @@
       input.classList.remove("restored");
       showError("");
     } else {
-      showError("Not connected: your message is still in the box; send it again when connected.");
+      showError(gettext("Not connected: your message is still in the box; send it again when connected."));
     }
     input.focus();
   });
@@ -513,7 +570,7 @@
   var narrow = window.matchMedia("(max-width: 40rem)");
   var hint = input.placeholder;
   function fitPlaceholder() {
-    input.placeholder = narrow.matches ? "Write a message…" : hint;
+    input.placeholder = narrow.matches ? gettext("Write a message…") : hint;
   }
   narrow.addEventListener("change", fitPlaceholder);
   fitPlaceholder();

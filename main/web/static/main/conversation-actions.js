@@ -5,8 +5,13 @@
 window.BookTimeConversations = (function () {
   "use strict";
 
-  var LABELS = { claim: "Claim", release: "Release", resolve: "Resolve", reopen: "Reopen" };
-  var BUSY = { claim: "Claiming…", release: "Releasing…", resolve: "Resolving…", reopen: "Reopening…" };
+  var LABELS = { claim: gettext("Claim"), release: gettext("Release"), resolve: gettext("Resolve"), reopen: gettext("Reopen") };
+  var BUSY = {
+    claim: gettext("Claiming…"),
+    release: gettext("Releasing…"),
+    resolve: gettext("Resolving…"),
+    reopen: gettext("Reopening…"),
+  };
 
   function csrfToken() {
     var match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
@@ -17,15 +22,17 @@ window.BookTimeConversations = (function () {
   function problem(status, body) {
     if (body && body.code === "held") {
       var holder = body.assigned_to && body.assigned_to.name;
-      return holder ? holder + " already holds this conversation." : body.detail || "Someone else holds it.";
+      return holder
+        ? interpolate(gettext("%(name)s already holds this conversation."), { name: holder }, true)
+        : body.detail || gettext("Someone else holds it.");
     }
     if (status === 403 && body && /CSRF/.test(body.detail || "")) {
-      return "Your session has changed. Reload the page and try again.";
+      return gettext("Your session has changed. Reload the page and try again.");
     }
-    if (status === 401 || status === 403) return "You are no longer allowed to do this. Log in again.";
-    if (status === 503) return "The server is busy for a moment. Try again shortly.";
-    if (body && body.detail) return body.detail;
-    return "The server answered with an error (" + status + "). Try again.";
+    if (status === 401 || status === 403) return gettext("You are no longer allowed to do this. Log in again.");
+    if (status === 503) return gettext("The server is busy for a moment. Try again shortly.");
+    if (body && body.detail) return body.detail; // in the page's language (the API's Accept-Language)
+    return interpolate(gettext("The server answered with an error (%(status)s). Try again."), { status: status }, true);
   }
 
   // Resolves with the conversation as it is after the action; rejects with
@@ -50,7 +57,7 @@ window.BookTimeConversations = (function () {
           });
       },
       function () {
-        throw new Error("The server could not be reached. Check your connection and try again.");
+        throw new Error(gettext("The server could not be reached. Check your connection and try again."));
       }
     );
   }

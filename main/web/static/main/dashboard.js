@@ -25,7 +25,7 @@
   }
 
   function clockTime(epochSeconds) {
-    return new Date((epochSeconds - clockOffset) * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    return BookTimeLocale.time(new Date((epochSeconds - clockOffset) * 1000));
   }
 
   function chatItem(chat) {
@@ -33,16 +33,16 @@
     item.dataset.orderId = chat.order_id;
 
     var top = el("div", "chat-top");
-    var title = el("a", "chat-title", "Order #" + chat.order_id);
+    var title = el("a", "chat-title", interpolate(gettext("Order #%(id)s"), { id: chat.order_id }, true));
     title.href = chat.link;
     top.appendChild(title);
     var badge;
     if (chat.waiting_since !== null) {
       badge = el("span", "badge alone");
       badge.dataset.waitingSince = chat.waiting_since;
-      badge.title = "No employee in this chat since " + clockTime(chat.waiting_since);
+      badge.title = interpolate(gettext("No employee in this chat since %(time)s"), { time: clockTime(chat.waiting_since) }, true);
     } else {
-      badge = el("span", "badge served", "Employee present");
+      badge = el("span", "badge served", gettext("Employee present"));
     }
     top.appendChild(badge);
     item.appendChild(top);
@@ -50,14 +50,24 @@
     var people = el("ul", "people");
     chat.present.forEach(function (person) {
       var entry = el("li", "person " + person.role, person.email);
-      entry.appendChild(el("span", "role", person.role === "employee" ? "employee" : "since " + clockTime(person.since)));
+      var role =
+        person.role === "employee"
+          ? gettext("employee")
+          : interpolate(gettext("since %(time)s"), { time: clockTime(person.since) }, true);
+      entry.appendChild(el("span", "role", role));
       people.appendChild(entry);
     });
     item.appendChild(people);
 
     var last = chat.last_spoken_to;
     item.appendChild(
-      el("p", "last-spoken", last ? "Last spoken to by " + last.name + " (" + last.email + ")" : "No employee has spoken to them yet")
+      el(
+        "p",
+        "last-spoken",
+        last
+          ? interpolate(gettext("Last spoken to by %(name)s (%(email)s)"), { name: last.name, email: last.email }, true)
+          : gettext("No employee has spoken to them yet")
+      )
     );
     return item;
   }
@@ -92,10 +102,17 @@
     var waiting = data.chats.filter(function (c) { return c.waiting_since !== null; }).length;
     summary.replaceChildren();
     if (waiting) {
-      summary.appendChild(el("strong", "", waiting + (waiting === 1 ? " customer chat" : " customer chats") + " waiting with no employee"));
-      summary.appendChild(document.createTextNode(" · " + data.chats.length + " active"));
+      var alone = ngettext(
+        "%(count)s customer chat waiting with no employee",
+        "%(count)s customer chats waiting with no employee",
+        waiting
+      );
+      summary.appendChild(el("strong", "", interpolate(alone, { count: waiting }, true)));
+      var active = interpolate(gettext("%(count)s active"), { count: data.chats.length }, true);
+      summary.appendChild(document.createTextNode(" · " + active));
     } else {
-      summary.textContent = data.chats.length ? data.chats.length + " active, nobody waiting alone" : "";
+      var calm = gettext("%(count)s active, nobody waiting alone");
+      summary.textContent = data.chats.length ? interpolate(calm, { count: data.chats.length }, true) : "";
     }
     tick();
   }
@@ -103,7 +120,8 @@
   // Waiting times count up every second between events.
   function tick() {
     list.querySelectorAll("[data-waiting-since]").forEach(function (badge) {
-      badge.textContent = "Waiting " + BookTimeLive.duration(1000 * (serverNow() - Number(badge.dataset.waitingSince)));
+      var waited = BookTimeLive.duration(1000 * (serverNow() - Number(badge.dataset.waitingSince)));
+      badge.textContent = interpolate(gettext("Waiting %(time)s"), { time: waited }, true);
     });
   }
 

@@ -44,11 +44,11 @@
     },
   };
   var EMPTY = {
-    waiting: "Nobody is waiting. New customers show up here as soon as they write.",
-    mine: "You hold no open conversations. Claim one to look after it.",
-    unassigned: "Every open conversation is held by someone.",
-    resolved: "Nothing was resolved lately.",
-    all: "No conversations yet.",
+    waiting: gettext("Nobody is waiting. New customers show up here as soon as they write."),
+    mine: gettext("You hold no open conversations. Claim one to look after it."),
+    unassigned: gettext("Every open conversation is held by someone."),
+    resolved: gettext("Nothing was resolved lately."),
+    all: gettext("No conversations yet."),
   };
   // Waiting ones first, the longest wait first; then the latest change
   // first, answered before resolved: the order the server sends.
@@ -97,10 +97,7 @@
   }
 
   function clockTime(iso) {
-    var date = new Date(iso);
-    var time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    if (date.toDateString() === new Date().toDateString()) return time;
-    return date.toLocaleDateString([], { day: "numeric", month: "short" }) + " " + time;
+    return BookTimeLocale.when(iso);
   }
 
   // Cut by characters, not UTF-16 units, so no emoji is split.
@@ -146,7 +143,7 @@
     main.appendChild(parts.last);
 
     var meta = el("p", "conv-meta");
-    meta.appendChild(el("span", "conv-order", "Order #" + orderId));
+    meta.appendChild(el("span", "conv-order", interpolate(gettext("Order #%(id)s"), { id: orderId }, true)));
     parts.when = el("time", "conv-time");
     meta.appendChild(parts.when);
     parts.holder = el("span", "conv-holder");
@@ -172,45 +169,45 @@
   function showOnline(parts, orderId) {
     var here = !!online[orderId];
     parts.item.classList.toggle("online", here);
-    parts.dot.title = here ? "In the chat now" : "Not in the chat";
-    parts.onlineText.textContent = here ? "(in the chat now)" : "";
+    parts.dot.title = here ? gettext("In the chat now") : gettext("Not in the chat");
+    parts.onlineText.textContent = here ? gettext("(in the chat now)") : "";
   }
 
   // Updated in place, so a focused button keeps its focus.
   function updateRow(parts, c) {
     if (parts.c === c) return; // each change is a new object: an unchanged row is left as it is
     parts.c = c;
-    var customer = c.customer || { name: "Customer", email: "" };
+    var customer = c.customer || { name: gettext("Customer"), email: "" };
     parts.item.dataset.status = c.status;
     parts.item.classList.toggle("mine", isMine(c));
     parts.link.textContent = customer.name;
     parts.email.textContent = customer.email && customer.email !== customer.name ? customer.email : "";
     var last = c.last_message;
     // The customer's name is on the row already: only someone else's is said.
-    var who = last && last.username !== customer.name ? last.username + ": " : "";
-    parts.last.textContent = last ? who + preview(last.message, PREVIEW_CHARS) : "No messages yet";
+    var who = last && last.username !== customer.name ? interpolate(gettext("%(name)s: "), { name: last.username }, true) : "";
+    parts.last.textContent = last ? who + preview(last.message, PREVIEW_CHARS) : gettext("No messages yet");
     parts.last.title = last ? last.message : "";
     parts.when.hidden = !last;
     if (last) {
       parts.when.dateTime = last.at;
       parts.when.textContent = clockTime(last.at);
-      parts.when.title = "Last message: " + new Date(last.at).toLocaleString();
+      parts.when.title = interpolate(gettext("Last message: %(time)s"), { time: BookTimeLocale.full(last.at) }, true);
     }
     parts.holder.textContent = c.assigned_to
       ? isMine(c)
-        ? "Held by you"
-        : "Held by " + c.assigned_to.name
-      : "Nobody holds it";
-    parts.unread.textContent = c.unread ? c.unread + " unread" : "";
+        ? gettext("Held by you")
+        : interpolate(gettext("Held by %(name)s"), { name: c.assigned_to.name }, true)
+      : gettext("Nobody holds it");
+    parts.unread.textContent = c.unread ? interpolate(ngettext("%(count)s unread", "%(count)s unread", c.unread), { count: c.unread }, true) : "";
     parts.unread.hidden = !c.unread;
 
     parts.state.className = "conv-state " + c.status;
     if (c.status === "waiting" && c.waiting_since) {
       parts.state.dataset.waitingSince = c.waiting_since;
-      parts.state.title = "Waiting since " + new Date(c.waiting_since).toLocaleTimeString();
+      parts.state.title = interpolate(gettext("Waiting since %(time)s"), { time: BookTimeLocale.time(c.waiting_since) }, true);
     } else {
       delete parts.state.dataset.waitingSince;
-      parts.state.textContent = c.status === "resolved" ? "Resolved" : "Answered";
+      parts.state.textContent = c.status === "resolved" ? gettext("Resolved") : gettext("Answered");
       parts.state.title = "";
     }
 
@@ -224,7 +221,13 @@
     Object.keys(parts.buttons).forEach(function (action) {
       var b = parts.buttons[action];
       b.hidden = !visible[action];
-      b.setAttribute("aria-label", actions.LABELS[action] + " the conversation with " + customer.name + ", order #" + c.order_id);
+      var label = {
+        claim: gettext("Claim the conversation with %(name)s, order #%(id)s"),
+        release: gettext("Release the conversation with %(name)s, order #%(id)s"),
+        resolve: gettext("Resolve the conversation with %(name)s, order #%(id)s"),
+        reopen: gettext("Reopen the conversation with %(name)s, order #%(id)s"),
+      }[action];
+      b.setAttribute("aria-label", interpolate(label, { name: customer.name, id: c.order_id }, true));
     });
     showOnline(parts, c.order_id);
   }
@@ -297,7 +300,7 @@
       rows[id].item.hidden = !match;
       if (match) shown += 1;
     });
-    emptyEl.textContent = loaded ? EMPTY[filter] : "Loading…";
+    emptyEl.textContent = loaded ? EMPTY[filter] : gettext("Loading…");
     emptyEl.hidden = shown > 0;
   }
 
@@ -315,7 +318,8 @@
   function tick() {
     var now = Date.now() + clockOffset;
     list.querySelectorAll("[data-waiting-since]").forEach(function (state) {
-      state.textContent = "Waiting " + BookTimeLive.duration(now - Date.parse(state.dataset.waitingSince));
+      var waited = BookTimeLive.duration(now - Date.parse(state.dataset.waitingSince));
+      state.textContent = interpolate(gettext("Waiting %(time)s"), { time: waited }, true);
     });
   }
 
@@ -366,14 +370,19 @@
   // --- Telling the agent ------------------------------------------------------
 
   function customerWaits(c) {
-    var name = c.customer ? c.customer.name : "A customer";
+    var name = c.customer ? c.customer.name : gettext("A customer");
     var text = c.last_message ? preview(c.last_message.message, 100) : "";
-    announcer.textContent = name + " is waiting, order #" + c.order_id + (text ? ": " + text : ".");
+    var said = { name: name, id: c.order_id, text: text };
+    announcer.textContent = interpolate(
+      text ? gettext("%(name)s is waiting, order #%(id)s: %(text)s") : gettext("%(name)s is waiting, order #%(id)s."),
+      said,
+      true
+    );
     beep();
     if (!("Notification" in window) || Notification.permission !== "granted") return;
     try {
-      var note = new Notification(name + " is waiting", {
-        body: "Order #" + c.order_id + (text ? ": " + text : ""),
+      var note = new Notification(interpolate(gettext("%(name)s is waiting"), said, true), {
+        body: interpolate(text ? gettext("Order #%(id)s: %(text)s") : gettext("Order #%(id)s"), said, true),
         tag: "booktime-order-" + c.order_id, // one per conversation, replaced as it changes
       });
       note.onclick = function () {
@@ -420,7 +429,9 @@
 
   function showMuted() {
     muteButton.setAttribute("aria-pressed", muted ? "true" : "false");
-    muteButton.title = muted ? "No sound when a customer starts waiting" : "A beep when a customer starts waiting";
+    muteButton.title = muted
+      ? gettext("No sound when a customer starts waiting")
+      : gettext("A beep when a customer starts waiting");
   }
 
   muteButton.addEventListener("click", function () {
@@ -438,11 +449,11 @@
     notifyButton.disabled = permission !== "default";
     notifyButton.textContent =
       permission === "granted"
-        ? "Notifications are on"
+        ? gettext("Notifications are on")
         : permission === "denied"
-          ? "Notifications are blocked"
-          : "Turn on notifications";
-    notifyButton.title = permission === "denied" ? "Allow them in the browser's settings for this site" : "";
+          ? gettext("Notifications are blocked")
+          : gettext("Turn on notifications");
+    notifyButton.title = permission === "denied" ? gettext("Allow them in the browser's settings for this site") : "";
   }
 
   notifyButton.addEventListener("click", function () {
@@ -492,7 +503,7 @@
     showError("");
     actions
       .run(b, orderId, b.dataset.action, function (message) {
-        showError("Order #" + orderId + ": " + message);
+        showError(interpolate(gettext("Order #%(id)s: %(text)s"), { id: orderId, text: message }, true));
       })
       .then(function (c) {
         // The stream brings the change too; this answer shows it at once,

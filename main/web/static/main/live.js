@@ -29,11 +29,11 @@ window.BookTimeLive = (function () {
       var source = new EventSource(url);
       source.onopen = function () {
         retryDelay = 1000;
-        show("live", "Live");
+        show("live", gettext("Live"));
       };
       listen(source);
       source.onerror = function () {
-        show("down", "Reconnecting…");
+        show("down", gettext("Reconnecting…"));
         if (source.readyState === EventSource.CLOSED) {
           source.close();
           setTimeout(connect, retryDelay);

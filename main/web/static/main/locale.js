@@ -70,5 +70,14 @@ window.BookTimeLocale = (function () {
     return moneyFormat.format(Number(amount));
   }
 
-  return { lang: lang, currency: currency, time: time, when: when, full: full, money: money };
+  // Names in a list: "Ann, Bob and Cy", "Ann、Bob和Cy".
+  function list(names) {
+    try {
+      return new Intl.ListFormat(lang, { style: "long", type: "conjunction" }).format(names);
+    } catch (err) {
+      return names.join(", ");
+    }
+  }
+
+  return { lang: lang, currency: currency, time: time, when: when, full: full, money: money, list: list };
 })();
