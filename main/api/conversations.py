@@ -5,6 +5,7 @@ same 404 as everywhere."""
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
+from django.utils.translation import gettext
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
@@ -145,7 +146,7 @@ def visible(request, order_id):
 
 def employees_only(employee):
     if not employee:
-        raise PermissionDenied("Employees only.")
+        raise PermissionDenied(gettext("Employees only."))
 
 
 def online_orders(order_ids):
@@ -209,13 +210,13 @@ def conversation_list(request):
     employee = access.is_employee(request.user)
     wanted = request.query_params.get("status")
     if wanted is not None and wanted not in STATUSES:
-        raise ValidationError({"status": [f"One of: {', '.join(STATUSES)}."]})
+        raise ValidationError({"status": [gettext("One of: %(statuses)s.") % {"statuses": ", ".join(STATUSES)}]})
     assigned = request.query_params.get("assigned")
     if assigned not in (None, "me", "none") and parse_id(assigned) is None:
-        raise ValidationError({"assigned": ['"me", "none" or a user id.']})
+        raise ValidationError({"assigned": [gettext('"me", "none" or a user id.')]})
     limit = parse_id(request.query_params.get("limit", state.LIST_LIMIT))
     if limit is None:
-        raise ValidationError({"limit": ["A positive whole number."]})
+        raise ValidationError({"limit": [gettext("A positive whole number.")]})
     limit = min(limit, state.MAX_LIST_LIMIT)
     items = state.listing(request.user, employee, wanted, assigned if employee else None, limit)
     return Response(shown(items, employee))
@@ -240,7 +241,7 @@ def page_bound(request, name):
         return None
     parsed = parse_id(value, minimum=0)
     if parsed is None:
-        raise ValidationError({name: ["A message seq: a whole number, 0 or more."]})
+        raise ValidationError({name: [gettext("A message seq: a whole number, 0 or more.")]})
     return parsed
 
 
@@ -298,7 +299,7 @@ def conversation_messages(request, order_id):
         return send(request, order)
     limit = parse_id(request.query_params.get("limit", MAX_PAGE))
     if limit is None:
-        raise ValidationError({"limit": ["A positive whole number."]})
+        raise ValidationError({"limit": [gettext("A positive whole number.")]})
     page, has_more = messages.page(
         order.pk,
         order.user_id,
@@ -328,7 +329,7 @@ def send(request, order):
         metrics.API_MESSAGES_STORED.inc()
     event = messages.message_event(stored.message, order.user_id, request.user.display_name)
     answer = as_seen(event, request.user)
-    answer["notices"] = [{"code": code, "detail": wire.NOTICES[code]} for code in notices]
+    answer["notices"] = [{"code": code, "detail": gettext(wire.NOTICES[code])} for code in notices]
     return Response(answer, status=status.HTTP_201_CREATED if stored.fresh else status.HTTP_200_OK)
 
 
@@ -385,7 +386,7 @@ def assign(request, order):
     try:
         actions.assign(order.pk, body.validated_data["user_id"])
     except actions.NotAnEmployee:
-        raise ValidationError({"user_id": ["Not an employee."]}) from None
+        raise ValidationError({"user_id": [gettext("Not an employee.")]}) from None
 
 
 HELD = (409, errors("held: someone else holds it; `assigned_to` says who"))

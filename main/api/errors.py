@@ -9,6 +9,8 @@ import traceback
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404, JsonResponse
+from django.utils.translation import gettext, gettext_noop
+from django.utils.translation import gettext_lazy as _
 from django.views import defaults
 from rest_framework import exceptions, serializers, status, views
 from rest_framework.renderers import JSONRenderer
@@ -19,6 +21,9 @@ from main.infra.answers import RETRY_AFTER_SECONDS, UNAVAILABLE
 from main.infra.db import unreachable
 
 logger = logging.getLogger(__name__)
+
+# The `detail` of main.infra.answers.UNAVAILABLE, which knows no language: translated here.
+gettext_noop("Temporarily unavailable, try again shortly.")
 
 MOBILE_API = "/mobile-api/"
 
@@ -39,19 +44,19 @@ class Refused(exceptions.APIException):
 
 class TooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The request body is too large."
+    default_detail = _("The request body is too large.")
     default_code = "too_large"
 
 
 class TooManyFields(exceptions.APIException):
     status_code = status.HTTP_400_BAD_REQUEST
-    default_detail = "Too many parameters in the query string or the body."
+    default_detail = _("Too many parameters in the query string or the body.")
     default_code = "too_many_fields"
 
 
 class BadRequest(exceptions.APIException):
     status_code = status.HTTP_400_BAD_REQUEST
-    default_detail = "Bad request."
+    default_detail = _("Bad request.")
     default_code = "bad_request"
 
 
@@ -79,7 +84,7 @@ def _answer(exc, context):
     if unreachable(exc):
         logger.warning("%s: database unavailable", context["request"].path)
         return Response(
-            UNAVAILABLE,
+            {**UNAVAILABLE, "detail": gettext(UNAVAILABLE["detail"])},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
@@ -87,7 +92,7 @@ def _answer(exc, context):
     response = views.exception_handler(exc, context)
     if isinstance(exc, exceptions.ValidationError) and response is not None and "detail" not in response.data:
         errors = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
-        response.data = {"detail": "Invalid input.", "code": "invalid", "errors": errors}
+        response.data = {"detail": gettext("Invalid input."), "code": "invalid", "errors": errors}
         return response
     if response is not None and isinstance(response.data, dict) and "detail" in response.data:
         codes = exc.get_codes() if hasattr(exc, "get_codes") else None
@@ -109,7 +114,7 @@ def client_error(exc):
     if isinstance(exc, SuspiciousOperation):
         return BadRequest()
     if not isinstance(exc, exceptions.APIException) and _raised_parsing(exc):
-        return exceptions.ParseError("The body could not be parsed.")
+        return exceptions.ParseError(gettext("The body could not be parsed."))
     return None
 
 
@@ -137,7 +142,7 @@ def _api(request):
 
 def bad_request(request, exception):
     if _api(request):
-        return JsonResponse({"detail": BadRequest.default_detail, "code": "bad_request"}, status=400)
+        return JsonResponse({"detail": str(BadRequest.default_detail), "code": "bad_request"}, status=400)
     return defaults.bad_request(request, exception)
 
 
@@ -156,5 +161,5 @@ def not_found(request, exception):
 
 def server_error(request):
     if _api(request):
-        return JsonResponse({"detail": "Server error.", "code": "server_error"}, status=500)
+        return JsonResponse({"detail": gettext("Server error."), "code": "server_error"}, status=500)
     return defaults.server_error(request)

@@ -3,6 +3,7 @@ Channels consumer: main/tracker/.)"""
 
 from urllib.parse import urljoin
 
+from django.utils.translation import gettext
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status, views
 from rest_framework.authtoken.models import Token
@@ -66,9 +67,9 @@ class ObtainToken(views.APIView):
             if throttles.locked_out(request):
                 raise throttles.throttled(request)
             if "non_field_errors" in serializer.errors:
-                detail = {"detail": "Unable to log in with these credentials.", "code": "invalid_credentials"}
+                detail = {"detail": gettext("Unable to log in with these credentials."), "code": "invalid_credentials"}
             else:
-                detail = {"detail": "Username and password are required.", "code": "invalid"}
+                detail = {"detail": gettext("Username and password are required."), "code": "invalid"}
             return Response(dict(detail, errors=serializer.errors), status=status.HTTP_400_BAD_REQUEST)
         user = serializer.validated_data["user"]
         token, _ = Token.objects.get_or_create(user=user)

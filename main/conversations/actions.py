@@ -5,6 +5,7 @@ reopen, read, send), each written at once and told to every process
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from main import access
 from main.models import Conversation, User
@@ -16,7 +17,7 @@ class Held(Exception):
     """Someone else holds the conversation."""
 
     def __init__(self, holder):
-        super().__init__(f"Held by {holder.display_name}.")
+        super().__init__(gettext("Held by %(name)s.") % {"name": holder.display_name})
         self.holder = holder
 
 

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
+from django.utils.translation import gettext, ngettext
 
 from main import presence
 from main.infra import per_loop
@@ -51,16 +52,26 @@ class Queue:
 
 
 def message(position, agents_online, expected):
+    """The place said for people, in the active language (the REST API's
+    caller's; English on the chat socket, whose page says it from the
+    numbers in its own language)."""
     if not agents_online:
-        return (
+        return gettext(
             "Nobody from customer service is online right now. "
             "Your message is kept, and we will answer as soon as someone is back."
         )
-    ahead = "You are next." if position == 1 else f"You are number {position} in the queue."
+    if position == 1:
+        ahead = gettext("You are next.")
+    else:
+        ahead = gettext("You are number %(position)s in the queue.") % {"position": position}
     if expected is None:
-        return f"{ahead} We will answer as soon as we can."
+        return gettext("%(ahead)s We will answer as soon as we can.") % {"ahead": ahead}
     minutes = max(1, round(expected / 60))
-    return f"{ahead} Expected wait: about {minutes} minute{'s' if minutes != 1 else ''}."
+    return ngettext(
+        "%(ahead)s Expected wait: about %(minutes)s minute.",
+        "%(ahead)s Expected wait: about %(minutes)s minutes.",
+        minutes,
+    ) % {"ahead": ahead, "minutes": minutes}
 
 
 def _waiting():

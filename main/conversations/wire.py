@@ -4,6 +4,8 @@ database here, so that anything (the bench's clients too) can use it."""
 import re
 from datetime import UTC
 
+from django.utils.translation import gettext, gettext_noop
+
 from . import redact
 
 DELETED_USER = "(deleted user)"
@@ -49,7 +51,9 @@ class Refused(ValueError):
 
 # What a sender is told when their text was changed before it was stored.
 NOTICES = {
-    "card_number_masked": (
+    # English on the chat socket (clients translate by code); the REST API
+    # says it in the caller's language.
+    "card_number_masked": gettext_noop(
         "A payment card number was masked: only its last four digits were kept. Never send card numbers in the chat."
     ),
 }
@@ -62,24 +66,26 @@ def not_text(value):
     """Why the string `value` cannot be stored or sent on as it is, or None:
     a NUL character (PostgreSQL's text cannot hold one) or a lone surrogate."""
     if "\x00" in value:
-        return "NUL characters"
+        return gettext_noop("NUL characters")
     if SURROGATE.search(value):
-        return "lone surrogates (not Unicode text)"
+        return gettext_noop("lone surrogates (not Unicode text)")
     return None
 
 
 def text_problem(text, max_chars):
     """Why `text` cannot be a message, as (code, explanation), or None: the
-    same rules for the socket and the REST API (docs/protocol.md)."""
+    same rules for the socket and the REST API (docs/protocol.md). The
+    explanation is in the active language: the REST API's caller's, English
+    on the chat socket."""
     if not isinstance(text, str):
-        return "bad_message", "`message` must be a string."
+        return "bad_message", gettext("`message` must be a string.")
     if not text.strip():
-        return "empty_message", "Empty or blank messages are not sent."
+        return "empty_message", gettext("Empty or blank messages are not sent.")
     if len(text) > max_chars:
-        return "too_long", f"A message may not exceed {max_chars} characters."
+        return "too_long", gettext("A message may not exceed %(max)s characters.") % {"max": max_chars}
     problem = not_text(text)
     if problem is not None:
-        return "bad_message", f"`message` may not contain {problem}."
+        return "bad_message", gettext("`message` may not contain %(problem)s.") % {"problem": gettext(problem)}
     return None
 
 

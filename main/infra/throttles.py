@@ -17,6 +17,7 @@ from axes.helpers import get_cool_off, get_failure_limit
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.utils.translation import ngettext
 from rest_framework import exceptions
 from rest_framework.authentication import BasicAuthentication
 
@@ -96,7 +97,11 @@ def lockout_response(request, original_response=None, credentials=None):
         response = TemplateResponse(request, original_response.template_name, context, status=429)
         response.render()  # a middleware's answer: Django rendered the view's already
     else:
-        message = f"Too many failed logins. Try again in {seconds} seconds."
+        message = ngettext(
+            "Too many failed logins. Try again in %(seconds)s second.",
+            "Too many failed logins. Try again in %(seconds)s seconds.",
+            seconds,
+        ) % {"seconds": seconds}
         response = HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")
     response["Retry-After"] = str(seconds)
     return response
