@@ -3,7 +3,7 @@
 #   make test   set up and run the test suite (PostgreSQL and Redis)
 PY := .venv/bin/python
 
-.PHONY: demo test lint bench
+.PHONY: demo test lint bench messages
 
 COURIER_PORT ?= 8001
 
@@ -33,3 +33,14 @@ bench:
 	scripts/install --dev
 	scripts/ensure-services
 	.venv/bin/python -m bench.run $(BENCH_ARGS)
+
+# The translation catalogs (docs/translations.md): every string of the
+# templates, the Python code and the pages' scripts gathered into
+# main/locale/<language>/LC_MESSAGES/ (django.po, djangojs.po), then compiled
+# into the .mo files the application reads (committed). Needs GNU gettext.
+LANGUAGES ?= zh_Hans
+MESSAGES_IGNORE := --ignore=.venv --ignore=staticfiles --ignore=media --ignore=artifacts --ignore=bench --ignore=harness --ignore=main/tests
+messages:
+	DEBUG=1 $(PY) manage.py makemessages $(LANGUAGES:%=-l %) --add-location=file --no-obsolete $(MESSAGES_IGNORE)
+	DEBUG=1 $(PY) manage.py makemessages -d djangojs $(LANGUAGES:%=-l %) --add-location=file --no-obsolete $(MESSAGES_IGNORE)
+	DEBUG=1 $(PY) manage.py compilemessages $(LANGUAGES:%=-l %) $(MESSAGES_IGNORE)

@@ -13,7 +13,7 @@ def browser_login(browser, server, email, password="abcabcabc"):
     page.goto(f"{server.url}/login/")
     page.fill("#id_username", email)
     page.fill("#id_password", password)
-    page.click("button[type=submit]")
+    page.click("form[action='/login/'] button[type=submit]")  # not the language switcher's
     page.wait_for_url(f"{server.url}/")
     return context, page
 
