@@ -35,6 +35,7 @@
   var convActions = document.getElementById("conv-actions"); // employees only
   var convError = document.getElementById("conv-error"); // employees only
   var queueEl = document.getElementById("chat-queue"); // customers only
+  var announcer = document.getElementById("chat-announce"); // says each new message to screen readers
 
   var orderId = root.dataset.orderId;
   var me = Number(root.dataset.userId);
@@ -324,6 +325,7 @@
     },
     chat_message: function (e) {
       var stick = e.mine || nearBottom();
+      if (!e.mine && !shown[e.id]) announcer.textContent = e.username + ": " + e.message;
       settle(e);
       addMessage(e);
       advance();
