@@ -347,7 +347,16 @@
     var before = items[c.order_id];
     items[c.order_id] = c;
     if (loaded && startedWaiting(before, c)) customerWaits(c);
+    else if (loaded && wroteAgain(before, c)) {
+      // A waiting customer's next message: said alone, as the live region's only text.
+      announcer.textContent = c.last_message.username + " (#" + c.order_id + "): " + preview(c.last_message.message, 100);
+    }
     render();
+  }
+
+  function wroteAgain(before, now) {
+    var last = now.last_message;
+    return now.status === "waiting" && !!last && !!before && (!before.last_message || before.last_message.seq < last.seq);
   }
 
   function startedWaiting(before, now) {
