@@ -3,7 +3,7 @@
 #   make test   set up and run the test suite (PostgreSQL and Redis)
 PY := .venv/bin/python
 
-.PHONY: demo test lint bench messages
+.PHONY: demo test lint bench messages screenshots
 
 COURIER_PORT ?= 8001
 
@@ -44,3 +44,10 @@ messages:
 	DEBUG=1 $(PY) manage.py makemessages $(LANGUAGES:%=-l %) --add-location=file --no-obsolete $(MESSAGES_IGNORE)
 	DEBUG=1 $(PY) manage.py makemessages -d djangojs $(LANGUAGES:%=-l %) --add-location=file --no-obsolete $(MESSAGES_IGNORE)
 	DEBUG=1 $(PY) manage.py compilemessages $(LANGUAGES:%=-l %) $(MESSAGES_IGNORE)
+
+# The pages' screenshots in docs/screenshots/ (the README's tour): each page at
+# phone and desktop size, in English and Chinese, from the demo data in a
+# throwaway database, in Debian's chromium.
+screenshots:
+	scripts/install --dev
+	.venv/bin/python -m harness.screenshots
