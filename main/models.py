@@ -41,7 +41,7 @@ class User(AbstractUser):
     """A BookTime user: customers and staff alike log in with their email."""
 
     username = None
-    email = models.EmailField("email address", unique=True)
+    email = models.EmailField(_("email address"), unique=True)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS = []
