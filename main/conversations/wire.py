@@ -4,9 +4,16 @@ database here, so that anything (the bench's clients too) can use it."""
 import re
 from datetime import UTC
 
-from django.utils.translation import gettext, gettext_noop
+from django.utils.translation import gettext
 
 from . import redact
+
+
+def gettext_noop(message):
+    """Marks `message` for makemessages, as Django's does, but without
+    asking for settings: the bench's clients import this before any."""
+    return message
+
 
 DELETED_USER = "(deleted user)"
 # A message's optional client id: the sender's own name for it, so that
