@@ -20,6 +20,7 @@ from websockets.sync.client import connect
 from harness import servers
 from main.chat.protocol import V2_SUBPROTOCOL
 from main.infra.answers import CLOSE_TRY_AGAIN_LATER
+from main.presence.redis_store import keys as presence_keys
 
 from ..clients import ChatClient, open_chat, session_cookie, token, wait_for
 
@@ -152,9 +153,9 @@ def run_outage(server, pg, redis, db_url, customer, order, agent, cookie):
     # Heartbeats and typing need Redis only: they go on, on the same sockets.
     layer = redis_client.Redis.from_url(redis.url, socket_timeout=2)
     member = json.dumps([order.pk, customer.email], separators=(",", ":"))
-    expiry_before = layer.zscore("booktime:presence:expiry", member) or 0
+    expiry_before = layer.zscore(presence_keys()[0], member) or 0
     c.send({"type": "heartbeat"})
-    wait_for(lambda: (layer.zscore("booktime:presence:expiry", member) or 0) > expiry_before, TIMEOUT)
+    wait_for(lambda: (layer.zscore(presence_keys()[0], member) or 0) > expiry_before, TIMEOUT)
     layer.close()
     a.send({"type": "typing"})
     c.until("typing", username="Adam Ford")
