@@ -118,6 +118,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not DAT
     # An unreachable host (packets dropped) fails a connection attempt in
     # seconds rather than after the operating system's TCP timeout.
     DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3))
+# PostgreSQL: the event loop's own pool, for a chat handshake's reads (main.infra.db.Reads).
+DATABASE_READ_POOL_MAX = env.int("DATABASE_READ_POOL_MAX", default=4)
 
 AUTH_USER_MODEL = "main.User"
 AUTHENTICATION_BACKENDS = [

@@ -9,6 +9,7 @@ garbage collection (and a test database that cannot be dropped).
 It also fails fast while PostgreSQL is unreachable (see `unreachable`).
 """
 
+import asyncio
 import functools
 import time
 
@@ -95,3 +96,84 @@ def psycopg_params(alias="default"):
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)  # Django's cursor classes are sync ones
     return params
+
+
+# --- Reads on the event loop ------------------------------------------------------
+# A chat handshake's reads run on the event loop, through a small pool of
+# psycopg connections of our own: no thread hop, no ORM, and the
+# statements of one handshake in one round trip (a pipeline). PostgreSQL
+# only; elsewhere (SQLite under runserver) callers take the ORM path.
+
+READ_TIMEOUT_SECONDS = 5.0
+
+
+class Reads:
+    """The running loop's pool for reads from the event loop (`reads()`)."""
+
+    def __init__(self, params):
+        from django.conf import settings
+        from psycopg_pool import AsyncConnectionPool
+
+        pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool") or {}
+        self.pool = AsyncConnectionPool(
+            kwargs={**params, "autocommit": True},
+            min_size=1,
+            max_size=settings.DATABASE_READ_POOL_MAX,
+            timeout=pool.get("timeout", READ_TIMEOUT_SECONDS),
+            open=False,
+            name="reads",
+        )
+        self.opening = None
+        # psycopg's errors raised as the ORM raises them (django.db.utils).
+        self.errors = connections.create_connection("default").wrap_database_errors
+
+    async def run(self, statements):
+        """[(sql, params)] in one round trip: each one's rows. A connection
+        found broken (PostgreSQL restarted since it was opened) is replaced
+        and the statements run once more."""
+        fail_fast()
+        if self.opening is None:
+            self.opening = asyncio.ensure_future(self.pool.open(wait=False))
+        try:
+            with self.errors:
+                async with asyncio.timeout(READ_TIMEOUT_SECONDS):
+                    await asyncio.shield(self.opening)
+                    for attempt in (1, 2):
+                        async with self.pool.connection() as connection:
+                            try:
+                                return await _pipeline(connection, statements)
+                            except psycopg.OperationalError:
+                                if attempt == 2 or not connection.broken:
+                                    raise
+        except BaseException as error:
+            noticed(error)
+            raise
+
+    async def close(self):
+        await self.pool.close()
+
+
+async def _pipeline(connection, statements):
+    if len(statements) == 1:  # a pipeline costs more than one plain statement
+        sql, params = statements[0]
+        return [await (await connection.execute(sql, params, prepare=True)).fetchall()]
+    async with connection.pipeline():
+        cursors = [await connection.execute(sql, params, prepare=True) for sql, params in statements]
+    return [await cursor.fetchall() for cursor in cursors]
+
+
+def reads():
+    """The running loop's Reads, or None when the database is not PostgreSQL."""
+    from . import per_loop
+
+    return per_loop.get("db-reads", _new_reads, _close_reads)
+
+
+def _new_reads():
+    params = psycopg_params()
+    return Reads(params) if params is not None else None
+
+
+async def _close_reads(reads):
+    if reads is not None:
+        await reads.close()
