@@ -10,6 +10,7 @@ Keys: ("user", user_id), ("session", session_key_hash), ("token", token_hash).
 """
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
@@ -25,6 +26,11 @@ ACCESS_GROUP = "access-changes"
 # On a layer whose groups expire (the list-based one), the listener renews
 # its membership this often.
 RENEW_SECONDS = 3600.0
+# The latest keys announced, for a watch registered after its socket's
+# reads (`watch(..., since=mark())`): a key announced in between is told
+# at once. Past this many, a watch that started before the oldest kept is
+# told of each of its keys (a needless look again, never a missed one).
+RECENT_KEYS = 4096
 
 
 def secret_hash(value):
@@ -81,14 +87,25 @@ class Listener:
         self.channel = None
         self.task = None
         self.started = None
+        self.told = 0  # announcements heard so far
+        self.recent = collections.OrderedDict()  # key -> `told` when it was last announced
+        self.forgotten = 0  # the latest `told` dropped from `recent`
 
-    async def watch(self, keys, callback):
-        """Call `callback(key)` whenever one of `keys` changes, from now on
-        (once this returns, the process hears every announcement)."""
+    async def mark(self):
+        """Once the process hears every announcement: a mark for `watch`'s `since`."""
+        await self.start()
+        return self.told
+
+    async def watch(self, keys, callback, since=None):
+        """Call `callback(key)` whenever one of `keys` changes: from now on
+        (once this returns, the process hears every announcement), or from
+        `since` (a `mark()`), a key announced meanwhile being told at once."""
         await self.start()
         watch = Watch(self, [tuple(k) for k in keys], callback)
         for key in watch.keys:
             self.watchers.setdefault(key, set()).add(watch)
+            if since is not None and max(self.recent.get(key, 0), self.forgotten) > since:
+                asyncio.get_running_loop().call_soon(callback, key)
         return watch
 
     async def start(self):
@@ -130,8 +147,13 @@ class Listener:
                 self.tell(message["keys"])
 
     def tell(self, keys):
+        self.told += 1
         for key in keys:
             key = tuple(key)
+            self.recent[key] = self.told
+            self.recent.move_to_end(key)
+            if len(self.recent) > RECENT_KEYS:
+                self.forgotten = self.recent.popitem(last=False)[1]
             for watch in list(self.watchers.get(key, ())):
                 try:
                     watch.callback(key)
