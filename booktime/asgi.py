@@ -32,9 +32,12 @@ application = ProtocolTypeRouter(
         # native apps send no Origin header and are let through.
         # Any other WebSocket path (a non-numeric order id too) is refused
         # with a 403 rather than an exception in the server.
+        # A token is checked by the chat's consumer, in its handshake's one
+        # round trip; a session's user is looked up here.
         "websocket": AllowedHostsOrNoOriginValidator(
             TokenAuthMiddlewareStack(
-                URLRouter(routing.websocket_urlpatterns + [re_path(r"", WebsocketDenier.as_asgi())])
+                URLRouter(routing.websocket_urlpatterns + [re_path(r"", WebsocketDenier.as_asgi())]),
+                check_token=False,
             )
         ),
         # Under uvicorn: the shared connections are closed as the worker stops.

@@ -37,6 +37,12 @@ class UserManager(BaseUserManager):
         return self._create_user(email, password, **extra_fields)
 
 
+def display_name(first_name, last_name, email):
+    """What chat shows for a user: the full name (as get_full_name() makes
+    it), or the email without one."""
+    return f"{first_name} {last_name}".strip() or email
+
+
 class User(AbstractUser):
     """A BookTime user: customers and staff alike log in with their email."""
 
@@ -61,8 +67,7 @@ class User(AbstractUser):
 
     @property
     def display_name(self):
-        """What chat shows for this user: the full name, or the email without one."""
-        return self.get_full_name() or self.email
+        return display_name(self.first_name, self.last_name, self.email)
 
 
 class ActiveManager(models.Manager):

@@ -15,7 +15,7 @@ from main import presence
 from main.conversations import events
 from main.infra import access_changes, metrics
 from main.infra.answers import CLOSE_TRY_AGAIN_LATER, RETRY_AFTER_SECONDS
-from main.infra.auth import access_keys, query_params
+from main.infra.auth import access_keys, query_params, user_is_authenticated, valid_token_shape
 from main.infra.consumer import BaseConsumer
 from main.infra.db import unreachable
 from main.infra.ids import parse_id
@@ -87,40 +87,53 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
     async def refuse(self, reason):
         # Refused before accept (HTTP 403): no group, presence or state,
         # and the consumer ends now rather than wait on the channel layer.
-        logger.info("Chat refused for user %s", getattr(self.scope.get("user"), "pk", None))
+        logger.info("Chat refused (%s) for user %s", reason, getattr(self.scope.get("user"), "pk", None))
         metrics.handshake_refused(reason)
         await self.close()
         raise StopConsumer()
 
     async def connect(self):
-        user = self.scope.get("user")
+        # A token is checked here, in the handshake's one round trip
+        # (service.open_chat); without one, the session's user came in scope.
+        token = self.scope.get("unchecked_token")
+        user = None if token is not None else self.scope.get("user")
         order_id = parse_id(self.scope.get("url_route", {}).get("kwargs", {}).get("order_id"))
-        if order_id is None or not getattr(user, "is_authenticated", False):
-            await self.refuse("forbidden" if getattr(user, "is_authenticated", False) else "unauthenticated")
+        if token is not None and not valid_token_shape(token) or token is None and not user_is_authenticated(user):
+            await self.refuse("unauthenticated")
+        if order_id is None:
+            await self.refuse("forbidden")
         self.protocol = protocol.negotiate(self.scope.get("subprotocols"))
         self.limits = Limits.from_settings()
         query = query_params(self.scope)
         after_seq = parse_id(query.get("after_seq", [""])[0], minimum=0)
         after = parse_id(query.get("after", [""])[0])
-        # The group is joined and the watch registered before the database is
-        # read: a message sent meanwhile waits in this socket's channel (and
-        # is not sent twice, see `replayed`), and a revocation of the token
-        # the socket was opened with is either seen by the read or reaches
-        # the watch (access_changes).
-        key = self.scope.get("auth_token")  # set by the token middleware when a token let the user in
-        self.watch = await access_changes.listener().watch(access_keys(self.scope), self.access_changed)
+        # The group is joined before the database is read: a message sent
+        # meanwhile waits in this socket's channel (and is not sent twice,
+        # see `replayed`). The watch on the user, token or session counts
+        # from before the read (`since`): a change the read did not see
+        # reaches it.
+        listener = access_changes.listener()
+        since = await listener.mark()
         self.group = service.group_name(order_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
-        opening = await service.open_chat(
-            user, order_id, key, self.protocol.catches_up, after=after, after_seq=after_seq
+        try:
+            opening = await service.open_chat(
+                user, order_id, token, self.protocol.catches_up, after=after, after_seq=after_seq
+            )
+        except service.Refused as refused:
+            await self.leave_groups()
+            await self.refuse(refused.reason)
+        if token is not None:
+            # The key that let the user in (the socket closes when it is revoked); never logged.
+            self.scope["auth_token"] = token
+        self.watch = await listener.watch(
+            access_keys(self.scope, opening.member.user_id), self.access_changed, since=since
         )
-        if opening is None:
+        user_id = opening.member.user_id
+        if not OPEN_SOCKETS.take(user_id, self.limits.socket_cap(opening.member.employee)):
             await self.leave_groups()
-            await self.refuse("forbidden")
-        if not OPEN_SOCKETS.take(user.pk, self.limits.socket_cap(opening.member.employee)):
-            await self.leave_groups()
-            return await self.too_many_sockets(user)
-        self.counted_user = user.pk
+            return await self.too_many_sockets(user_id)
+        self.counted_user = user_id
         self.messages = self.limits.message_rate()
         self.frames = self.limits.frame_rate()
         self.strikes = Strikes()
@@ -146,10 +159,10 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
                 await self.send_history_page(None, *opening.history)
             await self.follow_queue()
 
-    async def too_many_sockets(self, user):
+    async def too_many_sockets(self, user_id):
         # Accepted to be closed with a code the client can read (a refused
         # handshake is a bare 403): it should not reconnect on its own.
-        logger.warning("Chat refused, too many sockets: user %s", user.pk)
+        logger.warning("Chat refused, too many sockets: user %s", user_id)
         metrics.handshake_refused("too_many_sockets")
         await self.accept(self.protocol.subprotocol)
         await self.close(code=protocol.CLOSE_TOO_MANY_SOCKETS)

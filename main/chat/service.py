@@ -8,14 +8,17 @@ synchronous and must never run on the event loop.
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 from django.utils import timezone
 
 from main import access
 from main.conversations import events, messages, state, store, wire
+from main.infra import per_loop
 from main.infra.auth import user_now
+from main.infra.batching import Batches
 from main.infra.db import db_sync_to_async as db
-from main.models import Order
+from main.infra.db import reads as db_reads
 
 from . import protocol
 from .limits import Limits
@@ -34,29 +37,14 @@ class Member:
     name: str
     employee: bool
 
+    @classmethod
+    def of(cls, admission, order_id):
+        return cls(
+            order_id, admission.customer_id, admission.user_id, admission.email, admission.name, admission.employee
+        )
+
 
 group_name = events.order_group
-
-
-def join(user, order_id):
-    """The Member `user` is in order `order_id`'s chat, or None when refused
-    (access.visible_order). An employee who is admitted becomes the order's
-    last_spoken_to. Synchronous: open_chat runs it on the database thread."""
-    employee = access.is_employee(user)
-    order = access.visible_order(user, order_id, employee)
-    if order is None:
-        return None
-    if employee:
-        # Only now that the user is admitted; update() touches one column.
-        Order.objects.filter(pk=order.pk).update(last_spoken_to=user)
-    return Member(
-        order_id=order.pk,
-        customer_id=order.user_id,
-        user_id=user.pk,
-        email=user.email,
-        name=user.display_name,
-        employee=employee,
-    )
 
 
 async def close_for_access(scope, member, kind):
@@ -98,14 +86,68 @@ class Opening:
     history: tuple | None = None
 
 
+Refused = access.Refused
+MAX_OPENINGS = 100  # handshakes read in one round trip at most
+
+
+async def open_chat(user, order_id, token=None, catch_up=False, after=None, after_seq=None):
+    """The handshake's reads: whether `token`'s user (or `user`) may open
+    order `order_id`'s chat (access.Admission), and for a protocol that
+    catches up what the client needs; the Opening, or raise Refused. On
+    PostgreSQL the handshakes of the moment share one round trip from the
+    event loop (`_open_many`); elsewhere each is one call on the database
+    thread. An employee let in becomes the order's last_spoken_to."""
+    reads = db_reads()
+    if reads is None:
+        return await _open_chat_orm(order_id, user, token, catch_up, after, after_seq)
+    openings = per_loop.get("chat-openings", lambda: Batches(partial(_open_many, reads), max_batch=MAX_OPENINGS))
+    return await openings((user, order_id, token, catch_up, after, after_seq))
+
+
+async def _open_many(reads, asked):
+    """open_chat for each of `asked`: its Opening, or a Refused."""
+    limits = Limits.from_settings()
+    statements = [access.admission_statement([(order_id, user, token) for user, order_id, token, *_ in asked])]
+    catching = [n for n, question in enumerate(asked) if question[3]]
+    if catching:
+        orders = sorted({asked[n][1] for n in catching})
+        pages_asked = [_page_asked(limits, *asked[n][4:]) for n in catching]
+        pages_asked = [(asked[n][1], *page) for n, page in zip(catching, pages_asked, strict=True)]
+        statements += [
+            messages.read_markers_statement(orders),
+            state.states_statement(orders),
+            messages.pages_statement(pages_asked),
+        ]
+    rows = await reads.run(statements)
+    answers = [
+        Opening(Member.of(admission, question[1])) if isinstance(admission, access.Admission) else admission
+        for question, admission in zip(asked, access.admissions(rows[0], len(asked)), strict=True)
+    ]
+    if catching:
+        opened = [answers[n] if isinstance(answers[n], Opening) else None for n in catching]
+        pages = messages.pages(rows[3], pages_asked, [o and o.member.customer_id for o in opened])
+        states = state.states(rows[2])
+        for n, opening, page in zip(catching, opened, pages, strict=True):
+            if opening is None:
+                continue
+            member, (_, _, _, after, after_seq) = opening.member, asked[n][1:]
+            opening.reads = messages.read_markers_of(rows[1], member.order_id, member.user_id)
+            opening.conversation = states.get(member.order_id)
+            if after is not None or after_seq is not None:
+                opening.missed = page
+            else:
+                opening.history = page
+    return answers
+
+
+def _page_asked(limits, after, after_seq):
+    resuming = after is not None or after_seq is not None
+    return (limits.resume_limit if resuming else limits.history_page), after, after_seq
+
+
 @db
-def open_chat(user, order_id, token_key=None, catch_up=False, after=None, after_seq=None):
-    """The handshake's reads in one call on the database thread: the
-    Opening, or None when the user is refused (see join) or `token_key`, the
-    token the socket was opened with, is no longer valid."""
-    member = join(user, order_id)
-    if member is None or (token_key is not None and not access.live_token(user, token_key)):
-        return None
+def _open_chat_orm(order_id, user, token, catch_up, after, after_seq):
+    member = Member.of(access.admit(order_id, user, token), order_id)
     if not catch_up:
         return Opening(member)
     opening = Opening(

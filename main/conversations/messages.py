@@ -5,7 +5,7 @@ thread (main.infra.db)."""
 
 from django.db.models import Max
 
-from main.models import ChatMessage, ChatReadMarker
+from main.models import ChatMessage, ChatReadMarker, User, display_name
 
 from .wire import DELETED_USER, timestamp
 
@@ -16,18 +16,31 @@ def message_event(message, customer_id, username=None):
     `client_id`, which only its sender sees)."""
     if username is None:
         username = message.user.display_name if message.user_id else DELETED_USER
+    return _event(
+        message.pk,
+        message.seq,
+        message.user_id,
+        username,
+        message.text,
+        message.created,
+        message.client_id,
+        customer_id,
+    )
+
+
+def _event(message_id, seq, user_id, username, text, created, client_id, customer_id):
     event = {
         "type": "chat_message",
-        "id": message.pk,
-        "seq": message.seq,
-        "user_id": message.user_id,
+        "id": message_id,
+        "seq": seq,
+        "user_id": user_id,
         "username": username,
-        "message": message.text,
-        "created": timestamp(message.created),
-        "employee": message.user_id is not None and message.user_id != customer_id,
+        "message": text,
+        "created": timestamp(created),
+        "employee": user_id is not None and user_id != customer_id,
     }
-    if message.client_id is not None:
-        event["client_id"] = message.client_id
+    if client_id is not None:
+        event["client_id"] = client_id
     return event
 
 
@@ -91,5 +104,85 @@ def id_of_seq(order_id, seq):
 def read_markers(order_id, user_id):
     """Everyone's read markers in the chat: name, last read id, and whether
     it is `user_id`'s own."""
-    markers = ChatReadMarker.objects.filter(order_id=order_id).select_related("user")
+    markers = ChatReadMarker.objects.filter(order_id=order_id).select_related("user").order_by("id")
     return [{"username": m.user.display_name, "id": m.last_read_id, "mine": m.user_id == user_id} for m in markers]
+
+
+# --- The same reads as statements ---------------------------------------------------
+# For a chat handshake's one round trip (main.chat.service.open_chat, on
+# PostgreSQL): history's latest page, missed's page and read_markers above,
+# as SQL whose rows become the same events; main/tests/chat/test_opening.py
+# holds both paths to the same answers.
+
+_COLUMNS = "m.id, m.seq, m.user_id, m.text, m.created, m.client_id, u.first_name, u.last_name, u.email"
+# For each page asked (`a`: its number, order, `after_seq` or `after` or
+# neither, and the rows wanted): the first rows after the place, or the
+# latest rows.
+PAGES = (
+    "SELECT a.n, m.* FROM unnest(%(n)s::int[], %(orders)s::bigint[], %(after_seq)s::bigint[], %(after)s::bigint[],"
+    " %(limit)s::int[]) AS a(n, order_id, after_seq, after, lim) CROSS JOIN LATERAL ("
+    f" (SELECT {_COLUMNS} FROM {ChatMessage._meta.db_table} m"
+    f"  LEFT JOIN {User._meta.db_table} u ON u.id = m.user_id"
+    "  WHERE a.after_seq IS NOT NULL AND m.order_id = a.order_id AND m.seq > a.after_seq ORDER BY m.seq LIMIT a.lim)"
+    " UNION ALL"
+    f" (SELECT {_COLUMNS} FROM {ChatMessage._meta.db_table} m"
+    f"  LEFT JOIN {User._meta.db_table} u ON u.id = m.user_id"
+    "  WHERE a.after_seq IS NULL AND a.after IS NOT NULL AND m.order_id = a.order_id AND m.id > a.after"
+    "  ORDER BY m.seq LIMIT a.lim)"
+    " UNION ALL"
+    f" (SELECT {_COLUMNS} FROM {ChatMessage._meta.db_table} m"
+    f"  LEFT JOIN {User._meta.db_table} u ON u.id = m.user_id"
+    "  WHERE a.after_seq IS NULL AND a.after IS NULL AND m.order_id = a.order_id ORDER BY m.id DESC LIMIT a.lim)"
+    ") m"
+)
+READ_MARKERS = (
+    "SELECT r.order_id, r.user_id, r.last_read_id, u.first_name, u.last_name, u.email"
+    f" FROM {ChatReadMarker._meta.db_table} r JOIN {User._meta.db_table} u ON u.id = r.user_id"
+    " WHERE r.order_id = ANY(%(orders)s::bigint[]) ORDER BY r.id"
+)
+
+
+def pages_statement(asked):
+    """For each (order_id, limit, after, after_seq) in `asked`: history's
+    latest page (without `after` and `after_seq`), or missed's page."""
+    return PAGES, {
+        "n": list(range(len(asked))),
+        "orders": [a[0] for a in asked],
+        "limit": [a[1] + 1 for a in asked],  # one more: are there more?
+        "after": [a[2] if a[3] is None else None for a in asked],
+        "after_seq": [a[3] for a in asked],
+    }
+
+
+def pages(rows, asked, customer_ids):
+    """pages_statement's rows as history() or missed() gives each page
+    (`customer_ids`: each order's owner, None for a page not wanted)."""
+    found = [[] for _ in asked]
+    for n, *row in rows:
+        found[n].append(row)
+    answers = []
+    for (_, limit, after, after_seq), customer_id, page in zip(asked, customer_ids, found, strict=True):
+        if customer_id is None:
+            answers.append(None)
+            continue
+        latest = after is None and after_seq is None
+        page.sort(key=(lambda row: -row[0]) if latest else (lambda row: row[1]))  # by id, newest first; by seq
+        events = [
+            _event(i, seq, user, display_name(*who) if user else DELETED_USER, text, created, client, customer_id)
+            for i, seq, user, text, created, client, *who in page[:limit]
+        ]
+        answers.append(((events[::-1] if latest else events), len(page) > limit))
+    return answers
+
+
+def read_markers_statement(order_ids):
+    return READ_MARKERS, {"orders": list(order_ids)}
+
+
+def read_markers_of(rows, order_id, user_id):
+    """read_markers(order_id, user_id) from read_markers_statement's rows."""
+    return [
+        {"username": display_name(*who), "id": last_read, "mine": reader == user_id}
+        for order, reader, last_read, *who in rows
+        if order == order_id
+    ]

@@ -10,7 +10,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from main import access
-from main.models import ChatMessage, ChatReadMarker, Conversation
+from main.models import ChatMessage, ChatReadMarker, Conversation, User, display_name
 
 from .wire import DELETED_USER, timestamp
 
@@ -150,9 +150,34 @@ def state(order_id):
 def waiting_since(conversation):
     """Since when the customer waits, while they do (a resolved conversation
     keeps the time, for when it is reopened)."""
-    if conversation.status != Conversation.WAITING or conversation.waiting_since is None:
-        return None
-    return timestamp(conversation.waiting_since)
+    return _waiting_since(conversation.status, conversation.waiting_since)
+
+
+def _waiting_since(status, since):
+    return timestamp(since) if status == Conversation.WAITING and since is not None else None
+
+
+# state() as a statement, for chat handshakes' one round trip
+# (main.chat.service); main/tests/chat/test_opening.py holds the two to the
+# same answers.
+STATES = (
+    "SELECT c.order_id, c.status, c.waiting_since, a.id, a.first_name, a.last_name, a.email"
+    f" FROM {Conversation._meta.db_table} c LEFT JOIN {User._meta.db_table} a ON a.id = c.assigned_to_id"
+    " WHERE c.order_id = ANY(%(orders)s::bigint[])"
+)
+
+
+def states_statement(order_ids):
+    return STATES, {"orders": list(order_ids)}
+
+
+def states(rows):
+    """{order_id: state(order_id)} from states_statement's rows (a missing one: None)."""
+    found = {}
+    for order_id, status, since, assigned_id, *who in rows:
+        assigned = {"id": assigned_id, "name": display_name(*who)} if assigned_id is not None else None
+        found[order_id] = {"status": status, "waiting_since": _waiting_since(status, since), "assigned_to": assigned}
+    return found
 
 
 # --- The queue ------------------------------------------------------------------------

@@ -43,6 +43,10 @@ def valid_token_shape(key):
     return KEY_SHAPE.fullmatch(key) is not None
 
 
+def user_is_authenticated(user):
+    return bool(getattr(user, "is_authenticated", False))
+
+
 def token_key(scope):
     """The token a request carries, from the Authorization header or the
     query string, or None."""
@@ -83,10 +87,11 @@ def user_for_token(key):
     return token.user
 
 
-def access_keys(scope):
+def access_keys(scope, user_id=None):
     """What a socket or stream opened with `scope` watches (access_changes):
-    its user, and the token or the session that let them in."""
-    keys = [access_changes.for_user(scope["user"].pk)]
+    its user (`user_id`, else the scope's), and the token or the session
+    that let them in."""
+    keys = [access_changes.for_user(user_id if user_id is not None else scope["user"].pk)]
     if scope.get("auth_token") is not None:
         keys.append(access_changes.for_token(scope["auth_token"]))
     elif scope.get("session") is not None and scope["session"].session_key:

@@ -57,14 +57,88 @@ def test_the_tracker_s_sql_answers_as_the_orm_does(cast):
     assert access.tracking_owner(None, None, order.pk) is None
 
 
-def test_a_token_stays_live_while_its_user_is_active_and_it_exists(cast):
-    customer, *_ = cast
+# --- Admission to a chat: the handshake's one statement against the ORM ------------
+
+
+def admit_by_sql(order_id, user=None, token=None):
+    """access.admission_statement run as the chat's handshake runs it (the
+    event loop's pool), for one; its answer as `access.admit` gives it."""
+    from asgiref.sync import async_to_sync
+
+    from main.infra import db, per_loop
+
+    async def run():
+        try:
+            [rows] = await db.reads().run([access.admission_statement([(order_id, user, token)])])
+            return access.admissions(rows, 1)[0]
+        finally:
+            await per_loop.close_all()
+
+    return async_to_sync(run)()
+
+
+def admit_by_orm(order_id, user=None, token=None):
+    try:
+        return access.admit(order_id, user, token)
+    except access.Refused as refused:
+        return refused
+
+
+def same(answer):
+    return answer.reason if isinstance(answer, access.Refused) else answer
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admission_s_sql_answers_as_the_orm_does(cast):
+    """Every kind of user, by token and by session user, to their own, a
+    foreign and a missing order: the same Admission or the same refusal,
+    and an employee let in becomes the order's last_spoken_to either way."""
+    customer, order, other, agent, inactive = cast
+    superuser = factories.UserFactory(is_staff=True, is_superuser=True)
+    staff_only = factories.UserFactory(is_staff=True)  # staff, but not in Employees
+    former = factories.EmployeeFactory(is_active=False)
+    people = [customer, other, agent, inactive, superuser, staff_only, former]
+    orders = [order.pk, inactive.order_set.get().pk, order.pk + 1000]
+    answers = {}
+    for user in people:
+        key = Token.objects.get(user=user).key
+        for order_id in orders:
+            for how in ({"token": key}, {"user": user}):
+                models_order = order_id == order.pk
+                if models_order:
+                    type(order).objects.filter(pk=order.pk).update(last_spoken_to=None)
+                by_orm = admit_by_orm(order_id, **how)
+                spoken_orm = models_order and type(order).objects.get(pk=order.pk).last_spoken_to_id
+                if models_order:
+                    type(order).objects.filter(pk=order.pk).update(last_spoken_to=None)
+                by_sql = admit_by_sql(order_id, **how)
+                spoken_sql = models_order and type(order).objects.get(pk=order.pk).last_spoken_to_id
+                assert same(by_sql) == same(by_orm), (user.email, order_id, how)
+                assert spoken_sql == spoken_orm, (user.email, order_id, how)
+                answers[user, order_id, "token" in how] = same(by_sql)
+    # And what the rules say, so that both cannot be wrong together.
+    assert answers[customer, order.pk, True] == access.Admission(
+        customer.pk, customer.email, customer.display_name, False, customer.pk
+    )
+    assert answers[agent, order.pk, True].employee and answers[superuser, order.pk, False].employee
+    assert answers[other, order.pk, True] == "forbidden"
+    assert answers[staff_only, order.pk, True] == "forbidden"
+    assert answers[customer, order.pk + 1000, True] == "forbidden"
+    assert answers[inactive, orders[1], True] == "unauthenticated"
+    assert answers[former, order.pk, False] == "unauthenticated"
+    assert same(admit_by_sql(order.pk, token="0" * 40)) == same(admit_by_orm(order.pk, token="0" * 40))
+    assert same(admit_by_sql(order.pk, token="0" * 40)) == "unauthenticated"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_revoked_token_or_a_deactivated_user_is_not_admitted(cast):
+    customer, order, *_ = cast
     key = Token.objects.get(user=customer).key
-    assert access.live_token(customer, key)
+    assert isinstance(admit_by_sql(order.pk, token=key), access.Admission)
     customer.is_active = False
     customer.save()
-    assert not access.live_token(customer, key)
+    assert same(admit_by_sql(order.pk, token=key)) == "unauthenticated"
     customer.is_active = True
     customer.save()
     Token.objects.filter(key=key).delete()
-    assert not access.live_token(customer, key)
+    assert same(admit_by_sql(order.pk, token=key)) == "unauthenticated"
