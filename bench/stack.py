@@ -117,9 +117,9 @@ class Stack:
         """A server started by its command line `args`, listening on `port`."""
         return self.track(Server(args, port, env=env or self.env, **self.options(name)))
 
-    def serve(self, name, application="booktime.asgi:application", env=None):
+    def serve(self, name, application="booktime.asgi:application", env=None, port=None):
         """`application` in a production worker (booktime.serve, no access log)."""
-        return self.track(serve(env or self.env, application=application, quiet=True, **self.options(name)))
+        return self.track(serve(env or self.env, port, application=application, quiet=True, **self.options(name)))
 
     def prepare_database(self, rooms, orders=(), agents=1):
         """bench_data: an order per room with its customer, `agents`
@@ -152,12 +152,12 @@ class Stack:
 
     def redis_commands(self):
         """Commands Redis has run so far, the scripts among them, and the
-        ZADDs (run inside scripts too: the touch script runs one for each
-        heartbeat of its batch)."""
+        ZSCOREs (run inside scripts too: the touch script runs one for each
+        heartbeat of its batch, and a second ZADD for an employee's)."""
         stats = self.redis.info("commandstats")
         total = sum(v["calls"] for k, v in stats.items() if k not in ("cmdstat_info",))
         scripts = sum(stats.get(k, {}).get("calls", 0) for k in ("cmdstat_evalsha", "cmdstat_eval"))
-        return total, scripts, stats.get("cmdstat_zadd", {}).get("calls", 0)
+        return total, scripts, stats.get("cmdstat_zscore", {}).get("calls", 0)
 
     def check_logs(self, tolerate=None):
         """Fail on problem lines logged since the last check (a line, or a
@@ -207,10 +207,15 @@ class BenchStack(Stack):
             self.courier = self.track(courier_standin(env=self.env, **self.options("courier")))
             self.courier_port = self.courier.port
             self.env.update(BENCH_LIMITS, **SOCKET_CAPS_OFF, COURIER_API_URL=f"{self.courier.url}/")
-            b = self.serve("B", "bench.baseline_asgi:application")
+            # How B and P are started (again, on their ports, by start_target).
+            self.starters = {
+                "B": lambda name, port=None: self.serve(name, "bench.baseline_asgi:application", port=port),
+                "P": lambda name, port=None: self.start_p(p_server, dict(self.env, **P_COMMITS[p_commit]), name, port),
+            }
+            b = self.starters["B"]("B")
             port = free_port()
             u = self.start([sys.executable, "-m", "bench.relay", "--port", str(port)], port, "U")
-            p = self.start_p(p_server, dict(self.env, **P_COMMITS[p_commit]))
+            p = self.starters["P"]("P")
             self.targets = {
                 "B": (loadgen.Target("B", b.ws_url, "tutorial"), b),
                 "U": (loadgen.Target("U", u.ws_url, "relay"), u),
@@ -223,11 +228,21 @@ class BenchStack(Stack):
             self.stop()
             raise
 
-    def start_p(self, p_server, env):
+    def start_p(self, p_server, env, name="P", port=None):
         if p_server == SHIPPED_SERVER:
-            return self.serve("P", env=env)
-        port = free_port()
-        return self.start([sys.executable, "-m", "bench.daphne_server", "--port", str(port)], port, "P", env=env)
+            return self.serve(name, env=env, port=port)
+        port = port or free_port()
+        return self.start([sys.executable, "-m", "bench.daphne_server", "--port", str(port)], port, name, env=env)
+
+    def stop_target(self, name):
+        """Stop target `name`'s server (SIGTERM, as a deploy does)."""
+        self.targets[name][1].stop()
+
+    def start_target(self, name):
+        """Start target `name` again on its port (its log: <name>-again)."""
+        target, old = self.targets[name]
+        self.procs.remove(old)
+        self.targets[name] = (target, self.starters[name](f"{name}-again", old.port))
 
 
 class SoakStack(Stack):
