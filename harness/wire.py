@@ -50,3 +50,41 @@ def client_frame(payload: bytes, opcode=0x1):
 def oversized_frame_header(length):
     """The header of a text frame announcing `length` bytes, its mask included."""
     return bytes([0x81, 0x80 | 127]) + length.to_bytes(8, "big") + os.urandom(4)
+
+
+class ServerFrames:
+    """Reads the frames a server sends on a raw socket (unmasked, RFC 6455)."""
+
+    def __init__(self, conn):
+        self.conn, self.buffer = conn, b""
+
+    def opcodes(self, seconds):
+        """The opcodes of the frames that arrive within `seconds`."""
+        import time
+
+        found, deadline = [], time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self.conn.settimeout(left)
+            try:
+                chunk = self.conn.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            self.buffer += chunk
+            while (frame := self._next()) is not None:
+                found.append(frame)
+        return found
+
+    def _next(self):
+        if len(self.buffer) < 2:
+            return None
+        length, start = self.buffer[1] & 0x7F, 2
+        if length == 126:
+            length, start = int.from_bytes(self.buffer[2:4], "big"), 4
+        elif length == 127:
+            length, start = int.from_bytes(self.buffer[2:10], "big"), 10
+        if len(self.buffer) < start + length:
+            return None
+        opcode, self.buffer = self.buffer[0] & 0x0F, self.buffer[start + length :]
+        return opcode

@@ -175,7 +175,22 @@ class LimitedWebSocketProtocol(AbortsStalledClients, WebSocketsSansIOProtocol):
     """The `websockets` sans-I/O protocol (frames over ws_max_size closed
     with 1009 as their header arrives), whose client must read: a send
     buffer left full for send_timeout, or a ping unanswered, aborts the
-    connection rather than wait for a buffer that never drains."""
+    connection rather than wait for a buffer that never drains. A client
+    heard from within the ping interval is not pinged: it is there (a chat
+    client's heartbeat every 10 s spares the server a ping every 20)."""
+
+    heard_at = 0.0  # the loop's time of the client's last bytes
+
+    def data_received(self, data):
+        self.heard_at = self.loop.time()
+        super().data_received(data)
+
+    def send_keepalive_ping(self):
+        quiet = self.loop.time() - self.heard_at
+        if quiet < self.ping_interval:
+            self.ping_timer = self.loop.call_later(self.ping_interval - quiet, self.send_keepalive_ping)
+            return
+        super().send_keepalive_ping()
 
     def send_receive_event_to_app(self):
         # uvicorn's, but a text frame that is not UTF-8 is the client's fault
