@@ -11,23 +11,25 @@ from main.infra import access_changes
 TIMEOUT = 5
 
 
-async def heard(listener, key):
-    """Wait until the process's listener has heard `key` announced."""
-    async with asyncio.timeout(TIMEOUT):
-        while key not in listener.recent:
-            await asyncio.sleep(0.01)
-
-
 async def announce(key):
     await get_channel_layer().group_send(access_changes.ACCESS_GROUP, {"type": "access.changed", "keys": [list(key)]})
+
+
+async def announced(listener, key):
+    """Announce `key` and wait until the process's listener has heard it (a
+    witness watching from before)."""
+    heard = asyncio.Event()
+    witness = await listener.watch([key], lambda k: heard.set())
+    await announce(key)
+    await asyncio.wait_for(heard.wait(), TIMEOUT)
+    witness.close()
 
 
 async def test_a_change_between_the_mark_and_the_watch_is_told_at_once():
     listener = access_changes.listener()
     mark = await listener.mark()
     key = access_changes.for_token("a" * 40)
-    await announce(key)  # while the socket's reads would run
-    await heard(listener, key)
+    await announced(listener, key)  # while the socket's reads would run
     told = asyncio.Event()
     watch = await listener.watch([key, access_changes.for_user(1)], lambda k: told.set(), since=mark)
     await asyncio.wait_for(told.wait(), TIMEOUT)
@@ -38,8 +40,7 @@ async def test_a_change_before_the_mark_is_not_told_and_later_ones_are():
     listener = access_changes.listener()
     await listener.mark()  # listening
     key = access_changes.for_user(2)
-    await announce(key)
-    await heard(listener, key)
+    await announced(listener, key)
     mark = await listener.mark()
     told = []
     watch = await listener.watch([key], told.append, since=mark)
