@@ -483,8 +483,10 @@
       Object.keys(pending).forEach(function (clientId) {
         pending[clientId].bubble.querySelector(".msg-sending").textContent = gettext("Not sent yet: waiting for the connection…");
       });
-      // Back off up to 15 s; resume from `contiguous` when back.
-      var delay = Math.min(15000, 1000 * Math.pow(2, retries));
+      // Back off up to 15 s, each wait drawn between half and all of it so
+      // that the sockets a restarting worker closes do not all come back in
+      // the same instant; resume from `contiguous` when back.
+      var delay = Math.min(15000, 1000 * Math.pow(2, retries)) * (0.5 + Math.random() / 2);
       retries += 1;
       setStatus("offline", gettext("Offline, reconnecting…"));
       setTimeout(connect, delay);
