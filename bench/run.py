@@ -37,7 +37,16 @@ repetition and reports medians. Rows:
    and largest later event and the bytes a minute after the first, for
    `?format=v2` (only what changed after the first) against the chapter's
    form on the same server (the whole list each time, B's column), each
-   measured alone over the same window.
+   measured alone over the same window;
+9. a storm of fresh handshakes (100 at a time): server CPU per handshake
+   and handshakes per second, v1 on P and B, and P's v2 with its catch-up
+   (read markers, the conversation, the latest history page);
+10. the reconnect storm: a worker holding N sockets is stopped and started
+   again on its port; its clients reconnect with the chat page's backoff
+   (P's as v2 clients resuming from their last seq, with a message stored
+   meanwhile in every 20th room through another worker, which each must
+   get); seconds until all are back, from the stop and from the new
+   worker's start.
 
 Last, latency against load: open-loop runs like row 1's at rising total
 rates, each target's sweep stopping at its first sign of overload (p99 past
@@ -68,7 +77,7 @@ import time
 
 from harness.servers import ROOT
 
-from . import chat_rows, http_rows, presence_rows, stream_rows, sweep
+from . import chat_rows, handshake_rows, http_rows, presence_rows, stream_rows, sweep
 from .machine import LOADGEN_CPU, pinned
 from .report import ARTIFACTS, HEADER, Report, describe_machine
 from .stack import P_COMMITS, P_SERVERS, QUICK_SQL_SETTLE, SHIPPED_SERVER, SQL_SETTLE, BenchStack
@@ -91,7 +100,7 @@ def main():
         help="P's PostgreSQL commits: durable (shipped) or async (for comparison, see P_COMMITS)",
     )
     parser.add_argument(
-        "--rows", default="1,2,3,4,5,6,7,8,sweep", help="the rows to measure, and `sweep` for the latency sweep"
+        "--rows", default="1,2,3,4,5,6,7,8,9,10,sweep", help="the rows to measure, and `sweep` for the latency sweep"
     )
     args = parser.parse_args()
     rows_wanted = set(args.rows.split(","))
@@ -106,10 +115,12 @@ def main():
     present, unrelated = ([1000], [0, 10000]) if quick else ([1000, 10000, 100000], [0, 100000])
     refreshes = 5 if quick else 20
     dashboards, arrivals = ([1, 10], 3) if quick else ([1, 10, 50], 20)
-    heartbeats = (20, 400, 1) if quick else (200, 2000, 10)  # (sockets, heartbeats/s, seconds)
+    heartbeats = (20, [400], 1) if quick else (200, [1000, 2000], 10)  # (sockets, heartbeats/s, seconds)
     order_counts = [10, 100] if quick else [10, 100, 1000]
     http_seconds = 0.5 if quick else 10
     stream_present, stream_window = ([150], 3) if quick else ([1500, 15000], 60)  # (people present, seconds)
+    handshake_count = 100 if quick else 2000  # row 9's storm
+    restart_counts = [100] if quick else [2000, 10000]  # row 10's worker holds this many
     # The sweep: (rooms, total rates in msg/s, seconds per point, budget in s).
     sweep_plan = (4, [25, 100], 0.5, 15) if quick else (100, [100, 200, 500, 1000, 2000, 5000], 5, 600)
     names = args.targets.split(",")
@@ -120,7 +131,10 @@ def main():
         print(f"# {what} done at {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
 
     stack = BenchStack(
+        # A chat per two sockets in rows 3, 9 and 10 (a customer and an agent
+        # each), as many as a customer-service crowd has.
         rooms=max(r for r, _ in latency_cases) if not quick else max(ramp + [10]),
+        chats=max(idle_counts + restart_counts + [handshake_count]) // 2,
         orders=order_counts,
         sql_settle=QUICK_SQL_SETTLE if quick else SQL_SETTLE,
         p_server=args.p_server,
@@ -147,7 +161,9 @@ def main():
             presence_rows.open_dashboards(stack, report, dashboards, arrivals)
         mark("row 4")
         if "P" in names and "5" in rows_wanted:
-            presence_rows.heartbeat_cost(stack, report, *heartbeats)
+            sockets, rates, beat_seconds = heartbeats
+            for rate in rates:
+                presence_rows.heartbeat_cost(stack, report, sockets, rate, beat_seconds)
             mark("row 5")
         if "P" in names and "6" in rows_wanted:
             http_rows.rest(stack, report, order_counts, http_seconds)
@@ -158,6 +174,14 @@ def main():
         if "P" in names and "8" in rows_wanted:
             stream_rows.dashboard_stream(stack, report, stream_present, stream_window)
             mark("row 8")
+        if "9" in rows_wanted:
+            handshake_rows.handshakes(stack, report, names, handshake_count, reps)
+            stack.check_logs()
+            mark("row 9")
+        for count in restart_counts if "10" in rows_wanted else ():
+            handshake_rows.reconnect_storm(stack, report, names, count)
+            stack.check_logs()
+            mark(f"row 10, {count} sockets")
         if "sweep" in rows_wanted:
             # Last: it takes each target into overload, which must not weigh on the rows.
             rooms, rates, point_seconds, budget = sweep_plan

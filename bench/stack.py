@@ -200,10 +200,10 @@ class BenchStack(Stack):
     chat's rate limit out of the way: BENCH_LIMITS), and the plain REST
     view's server, on the bench database (BENCH_DATABASE_URL)."""
 
-    def __init__(self, rooms, orders, sql_settle=SQL_SETTLE, p_server=SHIPPED_SERVER, p_commit="durable"):
+    def __init__(self, rooms, orders, sql_settle=SQL_SETTLE, p_server=SHIPPED_SERVER, p_commit="durable", chats=0):
         super().__init__("bench", os.environ.get("BENCH_DATABASE_URL", BENCH_DATABASE), "bench-only", sql_settle)
         try:
-            self.prepare_database(rooms, orders)
+            self.prepare_database(max(rooms, chats), orders)
             self.courier = self.track(courier_standin(env=self.env, **self.options("courier")))
             self.courier_port = self.courier.port
             self.env.update(BENCH_LIMITS, **SOCKET_CAPS_OFF, COURIER_API_URL=f"{self.courier.url}/")
