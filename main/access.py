@@ -107,7 +107,8 @@ class Refused(Exception):
 # id), `who`: the active user, and whether they are an employee as
 # User.is_employee says; `seen`: the order, if they may see it
 # (visible_order); `spoken`: an employee let in becomes the order's
-# last_spoken_to, as `admit` does.
+# last_spoken_to, as `admit` does (written only when it changes: a write's
+# commit waits for the disk).
 ADMIT = (
     "WITH asked AS ("
     " SELECT * FROM unnest(%(n)s::int[], %(orders)s::bigint[], %(tokens)s::text[], %(users)s::bigint[])"
@@ -124,7 +125,7 @@ ADMIT = (
     "  ON o.id = who.order_id AND (o.user_id = who.id OR who.employee)"
     "), spoken AS ("
     f" UPDATE {Order._meta.db_table} o SET last_spoken_to_id = who.id FROM who JOIN seen ON seen.n = who.n"
-    "  WHERE who.employee AND o.id = seen.id RETURNING 1"
+    "  WHERE who.employee AND o.id = seen.id AND o.last_spoken_to_id IS DISTINCT FROM who.id RETURNING 1"
     ") SELECT who.n, who.id, who.email, who.first_name, who.last_name, who.employee, seen.user_id"
     " FROM who LEFT JOIN seen ON seen.n = who.n"
 )
@@ -169,7 +170,7 @@ def admit(order_id, user=None, token=None):
     order = visible_order(user, order_id, employee)
     if order is None:
         raise Refused("forbidden")
-    if employee:
+    if employee and order.last_spoken_to_id != user.pk:
         # Only now that the user is admitted; update() touches one column.
         Order.objects.filter(pk=order.pk).update(last_spoken_to=user)
     return Admission(user.pk, user.email, user.display_name, employee, order.user_id)

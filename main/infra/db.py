@@ -115,8 +115,11 @@ class Reads:
         from psycopg_pool import AsyncConnectionPool
 
         pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool") or {}
+        # No JIT: the planner's estimate for a batch of handshakes' pages
+        # passes jit_above_cost, and compiling costs far more than running.
+        options = f"{params.get('options', '')} -c jit=off".strip()
         self.pool = AsyncConnectionPool(
-            kwargs={**params, "autocommit": True},
+            kwargs={**params, "autocommit": True, "options": options},
             min_size=1,
             max_size=settings.DATABASE_READ_POOL_MAX,
             timeout=pool.get("timeout", READ_TIMEOUT_SECONDS),
