@@ -9,7 +9,7 @@ import statistics
 import time
 
 from . import loadgen
-from .machine import cpu_seconds, rss_kb, tcp_to
+from .machine import cpu_seconds, processes_cpu_seconds, rss_kb, tcp_to
 
 P99_LIMIT = 0.25  # seconds: a rate served with a p99 past it is not sustained (row 2, the sweep)
 
@@ -18,9 +18,12 @@ def measure(stack, name, scenario):
     """Run one scenario against one target: the load result and the server's
     CPU. A lost or duplicated message or a failed socket fails the run."""
     target, server = stack.targets[name]
-    before = cpu_seconds(server.process.pid)
+    before, redis_before = cpu_seconds(server.process.pid), stack.redis_cpu()
+    pg_before = processes_cpu_seconds("postgres")
     result = asyncio.run(scenario(target))
     result.cpu = cpu_seconds(server.process.pid) - before
+    result.redis_cpu = stack.redis_cpu() - redis_before
+    result.pg_cpu = processes_cpu_seconds("postgres") - pg_before
     if result.lost or result.duplicated or result.errors:
         raise SystemExit(f"FAIL {name}: lost={result.lost} duplicated={result.duplicated} errors={result.errors[:3]}")
     return result
@@ -43,19 +46,25 @@ def latency(stack, report, names, cases, seconds, reps):
 def throughput(stack, report, names, ramp, seconds, reps):
     """Row 2: each target's best closed-loop rate over the rooms in `ramp`
     with a p99 under P99_LIMIT, and its messages per server CPU-second."""
-    best = {n: (0.0, 0.0) for n in names}  # sustained msg/s, msg per server CPU-second
+    # sustained msg/s, msg per server CPU-second, Redis and PostgreSQL CPU per msg
+    best = {n: (0.0, 0.0, 0.0, 0.0) for n in names}
     for name in names:
         for rooms in ramp:
             scenario = functools.partial(loadgen.closed_loop, rooms=rooms, seconds=seconds)
             results = [measure(stack, name, scenario) for _ in range(reps)]
             rate = statistics.median(len(r.latencies) / r.elapsed for r in results)
             per_cpu = statistics.median(len(r.latencies) / r.cpu if r.cpu else 0.0 for r in results)
+            redis_cpu = statistics.median(1e6 * r.redis_cpu / max(len(r.latencies), 1) for r in results)
+            pg_cpu = statistics.median(1e6 * r.pg_cpu / max(len(r.latencies), 1) for r in results)
             if statistics.median(r.percentile(0.99) for r in results) > P99_LIMIT:
                 break
             if rate > best[name][0]:
-                best[name] = (rate, per_cpu)
+                best[name] = (rate, per_cpu, redis_cpu, pg_cpu)
     report.row("2. throughput, closed loop (p99 < 250 ms)", {n: best[n][0] for n in names}, "msg/s", "higher")
     report.row("2. throughput per server CPU-second", {n: best[n][1] for n in names}, "msg/CPU-s", "higher")
+    redis = {n: best[n][2] for n in names if n != "U"}  # U has no Redis
+    report.row("2. Redis CPU per message, at that rate", redis, "us", "lower")
+    report.row("2. PostgreSQL CPU per message, at that rate", {"P": best["P"][3]} if "P" in best else {}, "us", "lower")
 
 
 async def hold(target, count, idle_seconds, probe, heartbeat=True):

@@ -18,6 +18,21 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def processes_cpu_seconds(name):
+    """User + system CPU time used so far by every process called `name`
+    (the PostgreSQL server's processes: its backends come and go)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == name:
+                total += cpu_seconds(int(entry.name))
+        except OSError:  # gone meanwhile
+            continue
+    return total
+
+
 def cpu_busy_seconds(cpu):
     """Seconds CPU `cpu` has been busy (not idle or waiting for I/O), from /proc/stat."""
     for line in Path("/proc/stat").read_text().splitlines():

@@ -150,10 +150,10 @@ def heartbeat_cost(stack, report, sockets, rate, seconds):
     seen = {}
 
     def probe(stage):
-        seen[stage] = (cpu_seconds(pid), *stack.redis_commands(), stack.sql_stats()[0])
+        seen[stage] = (cpu_seconds(pid), *stack.redis_commands(), stack.sql_stats()[0], stack.redis_cpu())
 
     sent, elapsed = asyncio.run(heartbeats(target, sockets, rate, seconds, probe))
-    cpu, commands, _, touches, sql = (a - b for a, b in zip(seen["after"], seen["before"], strict=True))
+    cpu, commands, _, touches, sql, redis_cpu = (a - b for a, b in zip(seen["after"], seen["before"], strict=True))
     sql -= SQL_READ_OVERHEAD[0]
     if touches < sent:
         report.note(f"heartbeats: {sent} sent, {touches} reached Redis")
@@ -163,4 +163,5 @@ def heartbeat_cost(stack, report, sockets, rate, seconds):
     report.row(f"{label}: absorbed", {"P": touches / elapsed}, "beats/s", "higher")
     report.row(f"{label}: server CPU per heartbeat", {"P": 1e6 * cpu / max(sent, 1)}, "us", "lower")
     report.row(f"{label}: Redis commands per heartbeat", {"P": commands / max(sent, 1)}, "cmds", "lower")
+    report.row(f"{label}: Redis CPU per heartbeat", {"P": 1e6 * redis_cpu / max(sent, 1)}, "us", "lower")
     report.row(f"{label}: SQL queries per heartbeat", {"P": sql / max(sent, 1)}, "queries", "lower (0)")

@@ -18,15 +18,17 @@ orders view for the REST row), pins them to CPU 0 and itself to CPU 1,
 raises the open-file limit for both, interleaves the targets in each
 repetition and reports medians. Rows:
 
-1. chat latency (open loop); 2. chat throughput (closed loop, ramped);
+1. chat latency (open loop); 2. chat throughput (closed loop, ramped),
+   with what each message costs Redis's and PostgreSQL's CPU at the best rate;
 3. idle sockets held after a connect storm (failures, RSS per connection
    from VmRSS, idle CPU, Redis connections per server, connect rate);
 4. dashboard refresh cost in Redis (main.presence's live listing after one
    arrival, and a worker's first read of everyone, against the chapter's
    `KEYS customer-service_*`, in B's column) with unrelated keys around,
    and what one arrival costs with several dashboards open;
-5. heartbeats one P worker absorbs, with its CPU, Redis commands (INFO
-   commandstats, counting those inside scripts) and SQL per heartbeat;
+5. heartbeats one P worker absorbs at 1,000 and 2,000 a second, with its
+   CPU, Redis commands (INFO commandstats, counting those inside scripts),
+   Redis's CPU and SQL per heartbeat;
 6. REST my-orders against the plain view (B's column), same token auth;
 7. the tracker against the courier stand-in called directly (B's column);
 8. what one dashboard's event stream on P is sent while N people are

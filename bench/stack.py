@@ -159,6 +159,11 @@ class Stack:
         scripts = sum(stats.get(k, {}).get("calls", 0) for k in ("cmdstat_evalsha", "cmdstat_eval"))
         return total, scripts, stats.get("cmdstat_zscore", {}).get("calls", 0)
 
+    def redis_cpu(self):
+        """CPU seconds the bench's Redis server has used so far (INFO cpu)."""
+        cpu = self.redis.info("cpu")
+        return cpu["used_cpu_sys"] + cpu["used_cpu_user"]
+
     def check_logs(self, tolerate=None):
         """Fail on problem lines logged since the last check (a line, or a
         traceback with the line that announced it). Entries mentioning
