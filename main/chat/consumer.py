@@ -98,7 +98,8 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         token = self.scope.get("unchecked_token")
         user = None if token is not None else self.scope.get("user")
         order_id = parse_id(self.scope.get("url_route", {}).get("kwargs", {}).get("order_id"))
-        if token is not None and not valid_token_shape(token) or token is None and not user_is_authenticated(user):
+        signed_in = valid_token_shape(token) if token is not None else user_is_authenticated(user)
+        if not signed_in:
             await self.refuse("unauthenticated")
         if order_id is None:
             await self.refuse("forbidden")

@@ -3,12 +3,14 @@ handshake reads, history and resume, read markers, sending a message, and
 the group events every socket formats for its client (chat.protocol).
 
 Every ORM call here runs in a worker thread (main.infra.db): Django's ORM is
-synchronous and must never run on the event loop.
+synchronous and must never run on the event loop. The handshake's reads on
+PostgreSQL are plain statements on the event loop (open_chat).
 """
 
 import logging
 from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
 from django.utils import timezone
 
@@ -90,6 +92,17 @@ Refused = access.Refused
 MAX_OPENINGS = 100  # handshakes read in one round trip at most
 
 
+class Question(NamedTuple):
+    """One handshake's question to open_chat."""
+
+    user: object
+    order_id: int
+    token: str | None
+    catch_up: bool
+    after: int | None
+    after_seq: int | None
+
+
 async def open_chat(user, order_id, token=None, catch_up=False, after=None, after_seq=None):
     """The handshake's reads: whether `token`'s user (or `user`) may open
     order `order_id`'s chat (access.Admission), and for a protocol that
@@ -101,18 +114,17 @@ async def open_chat(user, order_id, token=None, catch_up=False, after=None, afte
     if reads is None:
         return await _open_chat_orm(order_id, user, token, catch_up, after, after_seq)
     openings = per_loop.get("chat-openings", lambda: Batches(partial(_open_many, reads), max_batch=MAX_OPENINGS))
-    return await openings((user, order_id, token, catch_up, after, after_seq))
+    return await openings(Question(user, order_id, token, catch_up, after, after_seq))
 
 
 async def _open_many(reads, asked):
-    """open_chat for each of `asked`: its Opening, or a Refused."""
+    """open_chat for each Question in `asked`: its Opening, or a Refused."""
     limits = Limits.from_settings()
-    statements = [access.admission_statement([(order_id, user, token) for user, order_id, token, *_ in asked])]
-    catching = [n for n, question in enumerate(asked) if question[3]]
-    if catching:
-        orders = sorted({asked[n][1] for n in catching})
-        pages_asked = [_page_asked(limits, *asked[n][4:]) for n in catching]
-        pages_asked = [(asked[n][1], *page) for n, page in zip(catching, pages_asked, strict=True)]
+    statements = [access.admission_statement([(q.order_id, q.user, q.token) for q in asked])]
+    catching = [q for q in asked if q.catch_up]
+    if catching:  # read alongside: a refused handshake's rows are dropped
+        pages_asked = [(q.order_id, _page_size(limits, q), q.after, q.after_seq) for q in catching]
+        orders = sorted({q.order_id for q in catching})
         statements += [
             messages.read_markers_statement(orders),
             state.states_statement(orders),
@@ -120,29 +132,31 @@ async def _open_many(reads, asked):
         ]
     rows = await reads.run(statements)
     answers = [
-        Opening(Member.of(admission, question[1])) if isinstance(admission, access.Admission) else admission
-        for question, admission in zip(asked, access.admissions(rows[0], len(asked)), strict=True)
+        Opening(Member.of(admission, q.order_id)) if isinstance(admission, access.Admission) else admission
+        for q, admission in zip(asked, access.admissions(rows[0], len(asked)), strict=True)
     ]
     if catching:
-        opened = [answers[n] if isinstance(answers[n], Opening) else None for n in catching]
-        pages = messages.pages(rows[3], pages_asked, [o and o.member.customer_id for o in opened])
+        opened = [answer for q, answer in zip(asked, answers, strict=True) if q.catch_up]
+        customers = [o.member.customer_id if isinstance(o, Opening) else None for o in opened]
         states = state.states(rows[2])
-        for n, opening, page in zip(catching, opened, pages, strict=True):
-            if opening is None:
+        for q, opening, page in zip(catching, opened, messages.pages(rows[3], pages_asked, customers), strict=True):
+            if not isinstance(opening, Opening):
                 continue
-            member, (_, _, _, after, after_seq) = opening.member, asked[n][1:]
-            opening.reads = messages.read_markers_of(rows[1], member.order_id, member.user_id)
-            opening.conversation = states.get(member.order_id)
-            if after is not None or after_seq is not None:
+            opening.reads = messages.read_markers_of(rows[1], q.order_id, opening.member.user_id)
+            opening.conversation = states.get(q.order_id)
+            if _resuming(q):
                 opening.missed = page
             else:
                 opening.history = page
     return answers
 
 
-def _page_asked(limits, after, after_seq):
-    resuming = after is not None or after_seq is not None
-    return (limits.resume_limit if resuming else limits.history_page), after, after_seq
+def _resuming(question):
+    return question.after is not None or question.after_seq is not None
+
+
+def _page_size(limits, question):
+    return limits.resume_limit if _resuming(question) else limits.history_page
 
 
 @db

@@ -144,7 +144,7 @@ class Reads:
                     for attempt in (1, 2):
                         async with self.pool.connection() as connection:
                             try:
-                                return await _pipeline(connection, statements)
+                                return await _execute_all(connection, statements)
                             except psycopg.OperationalError:
                                 if attempt == 2 or not connection.broken:
                                     raise
@@ -156,7 +156,7 @@ class Reads:
         await self.pool.close()
 
 
-async def _pipeline(connection, statements):
+async def _execute_all(connection, statements):
     if len(statements) == 1:  # a pipeline costs more than one plain statement
         sql, params = statements[0]
         return [await (await connection.execute(sql, params, prepare=True)).fetchall()]

@@ -78,8 +78,8 @@ def test_each_way_of_opening_reads_what_the_orm_reads(chats):
     asked = []
     for order_id in (order.pk, empty.pk):
         for user, key in ((None, token), (agent, None), (stranger, None)):
-            asked.append((user, order_id, key, False, None, None))
-            asked += [(user, order_id, key, True, after, after_seq) for after, after_seq in places]
+            asked.append(service.Question(user, order_id, key, False, None, None))
+            asked += [service.Question(user, order_id, key, True, after, after_seq) for after, after_seq in places]
     answers = by_sql(asked)
     for question, answer in zip(asked, answers, strict=True):
         assert same(answer) == same(by_orm(*question)), question
