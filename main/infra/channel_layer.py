@@ -10,8 +10,9 @@
 """
 
 import asyncio
-import contextlib
+import itertools
 import logging
+import operator
 import uuid
 
 import redis.asyncio as redis
@@ -27,6 +28,8 @@ from .redis_client import TellingPubSub, retry_once
 logger = logging.getLogger(__name__)
 
 POOL_TIMEOUT = 5.0  # seconds a command may wait for a pooled connection
+MAX_SUBSCRIPTION_CHANGES = 1000  # channels named in one SUBSCRIBE or UNSUBSCRIBE batch
+SUBSCRIBE, UNSUBSCRIBE = "subscribe", "unsubscribe"
 
 
 async def count_channels():
@@ -125,8 +128,8 @@ class _Shard(RedisSingleShardConnection):
             # dead: sent again on a fresh one, as every Redis pool of ours does.
             host = {**host, "retry": retry_once()}
         super().__init__(host, channel_layer)
-        self.unsubscribing = set()  # tasks, kept until done
         self.publishes = Batches(self._publish_batch)
+        self.subscription_changes = Batches(self._change_subscriptions, max_batch=MAX_SUBSCRIPTION_CHANGES)
 
     async def publish(self, channel, message):
         # channels_redis publishes under the shard's lock, one round trip at a
@@ -140,36 +143,47 @@ class _Shard(RedisSingleShardConnection):
                 pipe.publish(channel, message)
             return await pipe.execute()
 
+    async def subscribe(self, channel):
+        # channels_redis subscribes one channel per round trip under the
+        # shard's lock, so a storm of handshakes (two subscriptions each: the
+        # consumer's channel and its chat) queued on it; what arrives while
+        # one change is on its way goes out together as the next.
+        await self.subscription_changes((SUBSCRIBE, channel))
+
     async def unsubscribe(self, channel):
-        # channels_redis's unsubscribe waits its turn on the shard's lock, and
-        # a consumer that ends is cancelled: when many end at once (a worker's
-        # sockets dropping together) a second cancellation in that wait left
-        # the channel subscribed and logged a traceback for each. So it runs
-        # as a task of its own, which a cancelled caller does not stop; and
-        # since it may now start after a later subscribe (which found the
-        # group still subscribed and did nothing), it unsubscribes only from
-        # what is still unwanted once it has the lock.
-        task = asyncio.ensure_future(self._unsubscribe_unwanted(channel))
-        self.unsubscribing.add(task)
-        task.add_done_callback(self._unsubscribed)
-        # The caller is ending anyway; an unsubscribe that failed (Redis
-        # down) is logged, and not subscribed again when Redis is back.
-        with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
-            await asyncio.shield(task)
+        # Likewise batched: a worker's sockets closing together (a restart)
+        # are a few UNSUBSCRIBEs, not two round trips each in a line. The
+        # change goes out even if its caller, which is ending, is cancelled
+        # meanwhile; one that failed (Redis down) is logged, and not
+        # subscribed again when Redis is back (TellingPubSub's keep).
+        try:
+            await self.subscription_changes((UNSUBSCRIBE, channel))
+        except (RedisError, OSError) as error:
+            logger.warning("Channel layer: an unsubscribe failed (%s)", error)
+        except asyncio.CancelledError:
+            pass
 
-    def _unsubscribed(self, task):
-        self.unsubscribing.discard(task)
-        if not task.cancelled() and task.exception() is not None:  # seen here if its caller went
-            logger.warning("Channel layer: an unsubscribe failed (%s)", task.exception())
-
-    async def _unsubscribe_unwanted(self, channel):
+    async def _change_subscriptions(self, changes):
+        """Make the subscription changes asked, in order, one command for
+        each run of subscribes or unsubscribes, each only to what is still
+        wanted, or unwanted, by then."""
         async with self._lock:
-            layer = self.channel_layer
-            if channel in self._subscribed_to and channel not in layer.groups and channel not in layer.channels:
-                self._ensure_redis()
-                self._ensure_receiver()
-                await self._pubsub.unsubscribe(channel)
-                self._subscribed_to.remove(channel)
+            self._ensure_redis()
+            self._ensure_receiver()
+            for kind, run in itertools.groupby(changes, key=operator.itemgetter(0)):
+                names = dict.fromkeys(name for _, name in run)
+                if kind == SUBSCRIBE:
+                    # Not what a caller cancelled meanwhile no longer wants.
+                    names = [name for name in names if name not in self._subscribed_to and self._wanted(name)]
+                    if names:
+                        await self._pubsub.subscribe(*names)
+                        self._subscribed_to.update(names)
+                else:
+                    names = [name for name in names if name in self._subscribed_to and not self._wanted(name)]
+                    if names:
+                        await self._pubsub.unsubscribe(*names)
+                        self._subscribed_to.difference_update(names)
+        return [None] * len(changes)
 
     def _ensure_redis(self):
         if self._redis is None:

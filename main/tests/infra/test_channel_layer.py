@@ -1,6 +1,7 @@
 """The channel layers under a burst: more concurrent commands than the list
 layer's pool has connections wait for one, none fail (and the pub/sub layer,
-with one connection, delivers to all)."""
+with one connection, delivers to all, its subscriptions changed a batch at a
+time)."""
 
 import asyncio
 
@@ -56,6 +57,45 @@ async def test_many_sockets_ending_at_once_leave_no_subscription_and_no_error(se
     assert await left()
     await redis.aclose()
     assert [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "WARNING")] == []
+
+
+async def subscription_commands(redis):
+    """How many SUBSCRIBE and UNSUBSCRIBE commands Redis has run so far."""
+    stats = await redis.info("commandstats")
+    return tuple(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("subscribe", "unsubscribe"))
+
+
+async def test_a_burst_of_subscriptions_goes_out_in_a_few_commands(settings):
+    """A storm of handshakes subscribes a channel and a group each; a
+    worker's sockets closing together unsubscribe both: a few commands, not
+    one per name, and every name subscribed, then unsubscribed."""
+    layer = get_channel_layer()
+    redis = aioredis.Redis.from_url(settings.REDIS_URL)
+    await layer.new_channel()  # the shard's subscription open
+    before = await subscription_commands(redis)
+
+    async def join(n):
+        name = await layer.new_channel()
+        await layer.group_add(f"batched-{n}", name)
+        return name
+
+    channels = await asyncio.gather(*(join(n) for n in range(300)))
+    subscribed = await subscription_commands(redis)
+    assert 2 <= subscribed[0] - before[0] <= 10
+    groups = {layer._get_layer()._get_group_channel_name(f"batched-{n}") for n in range(300)}
+    names = {c.decode() for c in await redis.pubsub_channels(f"{settings.CHANNEL_LAYER_PREFIX}*")}
+    assert set(channels) | groups <= names
+
+    async def leave(n, name):
+        await layer.group_discard(f"batched-{n}", name)
+        await layer.delete_channel(name)
+
+    await asyncio.gather(*(leave(n, name) for n, name in enumerate(channels)))
+    unsubscribed = await subscription_commands(redis)
+    assert 2 <= unsubscribed[1] - subscribed[1] <= 10
+    names = {c.decode() for c in await redis.pubsub_channels(f"{settings.CHANNEL_LAYER_PREFIX}*")}
+    assert not (set(channels) | groups) & names
+    await redis.aclose()
 
 
 async def test_a_socket_joining_as_the_last_one_leaves_keeps_the_room():
