@@ -9,6 +9,7 @@ nobody online the customer is told their message is kept for later; with
 too few recent replies to go by, that they will be answered as soon as
 possible."""
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -33,11 +34,16 @@ class Queue:
     median_reply: float | None  # seconds
     agents_online: int
 
+    @functools.cached_property
+    def positions(self):
+        """{order id: its place, from 1}: every waiting socket of the process
+        looks itself up in one read of the queue."""
+        return {order_id: n for n, order_id in enumerate(self.waiting, 1)}
+
     def place(self, order_id):
         """Where the conversation about `order_id` stands, or None if it is not waiting."""
-        try:
-            position = self.waiting.index(order_id) + 1
-        except ValueError:
+        position = self.positions.get(order_id)
+        if position is None:
             return None
         expected = None
         if self.agents_online and self.median_reply is not None:
