@@ -34,6 +34,41 @@ def wait_for_port(port, process=None, timeout=20.0):
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+def listens(pid, port):
+    """Whether process `pid` itself holds a socket listening on TCP `port`
+    (Linux's /proc): with SO_REUSEPORT another process may be answering there."""
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{table}") as rows:
+                next(rows)
+                for row in rows:
+                    fields = row.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                        inodes.add(fields[9])
+        except FileNotFoundError:
+            continue
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            return True
+    return False
+
+
+def wait_until_listening(process, port, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early with code {process.returncode}")
+        if listens(process.pid, port):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"process {process.pid} not listening on port {port} after {timeout}s")
+
+
 def test_database_url():
     """The URL of the database the suite is using now (the test database)."""
     from django.db import connection
@@ -47,9 +82,11 @@ def test_database_url():
 
 
 class Server:
-    """A child process serving on 127.0.0.1:port; its output goes to a log file."""
+    """A child process serving on 127.0.0.1:port; its output goes to a log
+    file. With `shared_port` another process may already listen there
+    (SO_REUSEPORT): this one is waited for until it listens itself."""
 
-    def __init__(self, args, port, env=None, log_path=None, preexec_fn=None):
+    def __init__(self, args, port, env=None, log_path=None, preexec_fn=None, shared_port=False):
         self.port = port
         self.log_path = Path(log_path or ROOT / "artifacts" / f"server-{port}.log")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,7 +95,10 @@ class Server:
             args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn
         )
         try:
-            wait_for_port(port, self.process)
+            if shared_port:
+                wait_until_listening(self.process, port)
+            else:
+                wait_for_port(port, self.process)
         except Exception:
             self.stop()
             raise
@@ -87,17 +127,20 @@ class Server:
         self._log.close()
 
 
-def serve(env, port=None, application="booktime.asgi:application", quiet=False, **options):
+def serve(env, port=None, application="booktime.asgi:application", quiet=False, reuse_port=False, **options):
     """An ASGI application in a production worker (booktime.serve, as
     production runs it) with the environment `env`; `quiet` leaves out the
-    access log. `options` (log_path, preexec_fn) go to Server."""
+    access log; `reuse_port` lets a worker started later on the same port
+    take over from it (docs/operations.md). `options` (log_path, preexec_fn)
+    go to Server."""
     port = port or free_port()
     args = [sys.executable, "-m", "booktime.serve", "-b", "127.0.0.1", "-p", str(port)]
     args += ["-v", "0"] if quiet else []
-    return Server(args + [application], port, env=env, **options)
+    args += ["--reuse-port"] if reuse_port else []
+    return Server(args + [application], port, env=env, shared_port=reuse_port, **options)
 
 
-def worker(env_overrides=None, port=None):
+def worker(env_overrides=None, port=None, reuse_port=False):
     """Our ASGI application in a production worker on the suite's test database."""
     env = dict(os.environ)
     env.update(
@@ -107,7 +150,7 @@ def worker(env_overrides=None, port=None):
         SERVE_MEDIA="1",
     )
     env.update(env_overrides or {})
-    return serve(env, port)
+    return serve(env, port, reuse_port=reuse_port)
 
 
 def courier_standin(port=None, env=None, **options):

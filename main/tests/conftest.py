@@ -84,11 +84,12 @@ def throwaway_redis():
 @pytest.fixture
 def worker_server(transactional_db):
     """Start our app in a real production worker (booktime.serve) on loopback; stopped after the test.
-    Call it with env overrides for a non-default configuration."""
+    Call it with env overrides for a non-default configuration, a port and
+    reuse_port=True for a worker taking over another's port."""
     started = []
 
-    def start(env=None):
-        server = servers.worker(env)
+    def start(env=None, port=None, reuse_port=False):
+        server = servers.worker(env, port, reuse_port)
         started.append(server)
         return server
 

@@ -1,15 +1,19 @@
 """A server that stops closes the connections its process shared (Redis,
-the courier session) instead of leaving them to the garbage collector."""
+the courier session) instead of leaving them to the garbage collector, and
+a worker started on its port (--reuse-port) takes its chats over."""
 
 import json
 import urllib.error
 import urllib.request
 
+import pytest
 from rest_framework.authtoken.models import Token
 from websockets.sync.client import connect
 
-from harness.servers import free_port
+from harness.servers import free_port, listens
 from main import factories
+
+from ..clients import ChatClient, converse
 
 
 def test_a_worker_closes_the_shared_connections_when_it_stops(worker_server):
@@ -35,3 +39,39 @@ def test_a_worker_closes_the_shared_connections_when_it_stops(worker_server):
     closed = [line for line in log.splitlines() if "Closed the shared connections" in line]
     assert closed and "redis" in closed[-1] and "courier" in closed[-1]
     assert "Unclosed" not in log
+
+
+def test_a_worker_started_on_its_port_takes_its_chats_over(worker_server, people):
+    """The restart of docs/operations.md: the successor listens on the same
+    port (SO_REUSEPORT) before the old worker stops; the old one closes its
+    sockets with 1012 and exits with 0, and its clients reconnect on that
+    port to the successor, resuming with what was sent meanwhile."""
+    customer, order, agent, _ = people
+    old = worker_server(reuse_port=True)
+    c, a = ChatClient(old, order.pk, customer), ChatClient(old, order.pk, agent)
+    converse(c, "Where is my book?", a, "On its way.")
+
+    new = worker_server(port=old.port, reuse_port=True)
+    assert listens(old.process.pid, old.port) and listens(new.process.pid, old.port)
+    old.stop()
+    assert (c.closed_code(), a.closed_code()) == (1012, 1012)
+    assert old.process.returncode == 0
+
+    a.connect(new, resume=True)
+    a.say("Anything else?")
+    a.until("chat_message", ref="Anything else?")
+    c.connect(new, resume=True)
+    assert sorted(c.seqs) == sorted(set(c.seqs)) == [1, 2, 3]
+    assert new.process.poll() is None
+    for server in (old, new):
+        assert "Traceback" not in server.log() and " ERROR " not in server.log()
+    c.ws.close()
+    a.ws.close()
+
+
+def test_a_port_held_without_reuse_is_not_shared(worker_server):
+    """Only workers started with --reuse-port share a port: the second of
+    two on a port one holds alone is refused, saying why."""
+    first = worker_server()
+    with pytest.raises(RuntimeError, match="exited early with code 3"):
+        worker_server(port=first.port, reuse_port=True)
