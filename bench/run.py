@@ -43,12 +43,13 @@ repetition and reports medians. Rows:
 9. a storm of fresh handshakes (100 at a time): server CPU per handshake
    and handshakes per second, v1 on P and B, and P's v2 with its catch-up
    (read markers, the conversation, the latest history page);
-10. the reconnect storm: a worker holding N sockets is stopped and started
-   again on its port; its clients reconnect with the chat page's backoff
-   (P's as v2 clients resuming from their last seq, with a message stored
-   meanwhile in every 20th room through another worker, which each must
-   get); seconds until all are back, from the stop and from the new
-   worker's start.
+10. the reconnect storm: a worker holding N sockets is restarted as a
+   deploy does (docs/operations.md): its successor started on its port
+   (SO_REUSEPORT), then it is stopped; its clients reconnect at once, after
+   a random delay of up to 0.5 s (P's as v2 clients resuming from their
+   last seq, with a message stored meanwhile in every 20th room through
+   another worker, which each must get); seconds from the stop until all
+   are back, until the last was closed, until the old worker exited.
 
 Last, latency against load: open-loop runs like row 1's at rising total
 rates, each target's sweep stopping at its first sign of overload (p99 past

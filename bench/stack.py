@@ -117,9 +117,12 @@ class Stack:
         """A server started by its command line `args`, listening on `port`."""
         return self.track(Server(args, port, env=env or self.env, **self.options(name)))
 
-    def serve(self, name, application="booktime.asgi:application", env=None, port=None):
+    def serve(self, name, application="booktime.asgi:application", env=None, port=None, reuse_port=False):
         """`application` in a production worker (booktime.serve, no access log)."""
-        return self.track(serve(env or self.env, port, application=application, quiet=True, **self.options(name)))
+        options = self.options(name)
+        return self.track(
+            serve(env or self.env, port, application=application, quiet=True, reuse_port=reuse_port, **options)
+        )
 
     def prepare_database(self, rooms, orders=(), agents=1):
         """bench_data: an order per room with its customer, `agents`
@@ -212,11 +215,18 @@ class BenchStack(Stack):
             self.courier = self.track(courier_standin(env=self.env, **self.options("courier")))
             self.courier_port = self.courier.port
             self.env.update(BENCH_LIMITS, **SOCKET_CAPS_OFF, COURIER_API_URL=f"{self.courier.url}/")
-            # How B and P are started (again, on their ports, by start_target).
+            # How B and P are started: on the port they share with the worker
+            # started next to take over from them (start_next), as deploys do
+            # (docs/operations.md); P on another server than the shipped one
+            # cannot be taken over from.
             self.starters = {
-                "B": lambda name, port=None: self.serve(name, "bench.baseline_asgi:application", port=port),
+                "B": lambda name, port=None: self.serve(
+                    name, "bench.baseline_asgi:application", port=port, reuse_port=True
+                ),
                 "P": lambda name, port=None: self.start_p(p_server, dict(self.env, **P_COMMITS[p_commit]), name, port),
             }
+            self.restartable = {"B"} | ({"P"} if p_server == SHIPPED_SERVER else set())
+            self.restarts = {}
             b = self.starters["B"]("B")
             port = free_port()
             u = self.start([sys.executable, "-m", "bench.relay", "--port", str(port)], port, "U")
@@ -235,19 +245,24 @@ class BenchStack(Stack):
 
     def start_p(self, p_server, env, name="P", port=None):
         if p_server == SHIPPED_SERVER:
-            return self.serve(name, env=env, port=port)
+            return self.serve(name, env=env, port=port, reuse_port=True)
         port = port or free_port()
         return self.start([sys.executable, "-m", "bench.daphne_server", "--port", str(port)], port, name, env=env)
 
-    def stop_target(self, name):
-        """Stop target `name`'s server (SIGTERM, as a deploy does)."""
-        self.targets[name][1].stop()
-
-    def start_target(self, name):
-        """Start target `name` again on its port (its log: <name>-again)."""
+    def start_next(self, name):
+        """Target `name`'s next worker, started on the port of the one serving
+        it (its log: <name>-again-<k> for the k-th), which it returns:
+        stopping that one (stop_server) hands its clients over."""
         target, old = self.targets[name]
-        self.procs.remove(old)
-        self.targets[name] = (target, self.starters[name](f"{name}-again", old.port))
+        self.restarts[name] = self.restarts.get(name, 0) + 1
+        self.targets[name] = (target, self.starters[name](f"{name}-again-{self.restarts[name]}", old.port))
+        return old
+
+    def stop_server(self, server):
+        """Stop `server` (SIGTERM, as a deploy does); when it had exited."""
+        server.stop()
+        self.procs.remove(server)
+        return time.perf_counter()
 
 
 class SoakStack(Stack):
