@@ -21,22 +21,28 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_for_port(port, process=None, timeout=20.0):
+def wait_for_port(port, process=None, timeout=20.0, own=False):
+    """Until something listens on `port`; with `own`, until `process` itself
+    does (with SO_REUSEPORT another process may be answering there)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"server exited early with code {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
+        if own:
+            if listens(process.pid, port):
+                return
+        else:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return
+            except OSError:
+                pass
+        time.sleep(0.05)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
 def listens(pid, port):
-    """Whether process `pid` itself holds a socket listening on TCP `port`
-    (Linux's /proc): with SO_REUSEPORT another process may be answering there."""
+    """Whether process `pid` itself holds a socket listening on TCP `port` (Linux's /proc)."""
     inodes = set()
     for table in ("tcp", "tcp6"):
         try:
@@ -56,17 +62,6 @@ def listens(pid, port):
         if link.startswith("socket:[") and link[8:-1] in inodes:
             return True
     return False
-
-
-def wait_until_listening(process, port, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early with code {process.returncode}")
-        if listens(process.pid, port):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"process {process.pid} not listening on port {port} after {timeout}s")
 
 
 def test_database_url():
@@ -95,10 +90,7 @@ class Server:
             args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn
         )
         try:
-            if shared_port:
-                wait_until_listening(self.process, port)
-            else:
-                wait_for_port(port, self.process)
+            wait_for_port(port, self.process, own=shared_port)
         except Exception:
             self.stop()
             raise
