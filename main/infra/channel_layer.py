@@ -171,18 +171,22 @@ class _Shard(RedisSingleShardConnection):
             self._ensure_redis()
             self._ensure_receiver()
             for kind, run in itertools.groupby(changes, key=operator.itemgetter(0)):
-                names = dict.fromkeys(name for _, name in run)
-                if kind == SUBSCRIBE:
-                    # Not what a caller cancelled meanwhile no longer wants.
-                    names = [name for name in names if name not in self._subscribed_to and self._wanted(name)]
-                    if names:
-                        await self._pubsub.subscribe(*names)
-                        self._subscribed_to.update(names)
+                subscribing = kind == SUBSCRIBE
+                # Only what still needs it: a subscribe's caller may have
+                # been cancelled meanwhile, an unsubscribed name wanted again.
+                names = [
+                    name
+                    for name in dict.fromkeys(name for _, name in run)
+                    if (name in self._subscribed_to) != subscribing and self._wanted(name) == subscribing
+                ]
+                if not names:
+                    continue
+                if subscribing:
+                    await self._pubsub.subscribe(*names)
+                    self._subscribed_to.update(names)
                 else:
-                    names = [name for name in names if name in self._subscribed_to and not self._wanted(name)]
-                    if names:
-                        await self._pubsub.unsubscribe(*names)
-                        self._subscribed_to.difference_update(names)
+                    await self._pubsub.unsubscribe(*names)
+                    self._subscribed_to.difference_update(names)
         return [None] * len(changes)
 
     def _ensure_redis(self):
