@@ -83,6 +83,7 @@ def main(argv=None):
         log_level=None if args.verbosity else "warning",
         access_log=bool(args.verbosity),
         server_header=False,
+        backlog=settings.SERVER_LISTEN_BACKLOG,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
     worker = uvicorn.Server(config)

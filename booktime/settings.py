@@ -367,5 +367,10 @@ SERVER_MAX_HEADER_BYTES = env.int("SERVER_MAX_HEADER_BYTES", default=32768)
 SERVER_HEADER_TIMEOUT = env.float("SERVER_HEADER_TIMEOUT", default=10.0)
 SERVER_KEEPALIVE_TIMEOUT = env.int("SERVER_KEEPALIVE_TIMEOUT", default=5)
 SERVER_SEND_TIMEOUT = env.float("SERVER_SEND_TIMEOUT", default=10.0)
+# Connections the kernel holds for the worker until it accepts them: a
+# successor taking over thousands of sockets sees them all at once, and
+# one that finds the queue full waits a second or more to try again. Linux
+# caps it at net.core.somaxconn (4096 by default).
+SERVER_LISTEN_BACKLOG = env.int("SERVER_LISTEN_BACKLOG", default=4096)
 WS_PING_INTERVAL = env.float("WS_PING_INTERVAL", default=20.0)
 WS_PING_TIMEOUT = env.float("WS_PING_TIMEOUT", default=20.0)

@@ -20,8 +20,8 @@ def nginx_config(tmp_path, port, worker_ports):
     plain HTTP on `port`, our workers upstream, logs and paths under tmp_path."""
     site = (servers.ROOT / "deploy" / "nginx.conf").read_text()
     site = re.sub(r"server \{\s*listen 80;.*?\n\}\n", "", site, flags=re.S)  # the TLS redirect
-    site = site.replace("listen 443 ssl;", f"listen 127.0.0.1:{port};")
-    site = re.sub(r"\n\s*(listen \[::\]:443 ssl|ssl_certificate\S* [^\n]*);", "", site)
+    site = re.sub(r"listen 443 ssl( [^;]*)?;", rf"listen 127.0.0.1:{port}\1;", site)
+    site = re.sub(r"\n\s*(listen \[::\]:443 ssl[^;]*|ssl_certificate\S* [^\n]*);", "", site)
     upstream = "".join(f"    server 127.0.0.1:{p} max_fails=0;\n" for p in worker_ports)
     site = re.sub(r"(    server 127\.0\.0\.1:81\d\d max_fails=0;\n)+", upstream, site)
     site = site.replace("/var/log/nginx/", f"{tmp_path}/").replace("/srv/booktime/", f"{tmp_path}/")
