@@ -42,6 +42,14 @@ def cpu_busy_seconds(cpu):
     return 0.0
 
 
+def listen_overflows():
+    """Connections the kernel has dropped so far because a listen queue was
+    full (TcpExt ListenOverflows, /proc/net/netstat): each such client tries
+    again only after a second or more."""
+    lines = [line.split() for line in Path("/proc/net/netstat").read_text().splitlines() if line.startswith("TcpExt:")]
+    return int(dict(zip(lines[0], lines[1], strict=True))["ListenOverflows"])
+
+
 def pinned(cpu):
     """A function that gives the calling process as many open files as it
     may have and pins it to `cpu` (on a machine with more than one): a
