@@ -1,11 +1,14 @@
 """The chat's limits per socket (docs/protocol.md, "Messages and limits"):
 sizes, rates and the strike count that closes a socket refusing to listen."""
 
+import functools
 import time
 from collections import deque
 from dataclasses import dataclass, fields
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from main.infra import metrics
 
@@ -36,8 +39,9 @@ class Limits:
 
     @classmethod
     def from_settings(cls):
-        """Each field from the setting CHAT_<FIELD>."""
-        return cls(**{field.name: getattr(settings, f"CHAT_{field.name.upper()}") for field in fields(cls)})
+        """Each field from the setting CHAT_<FIELD>: read once, and again
+        after a test changes a setting (every handshake asks)."""
+        return _limits_from_settings()
 
     def for_client(self):
         """What a v2 client is told in its `ready` event."""
@@ -61,6 +65,17 @@ class Limits:
         return RateLimiter(
             self.rate_burst * burst, self.rate_per_second * per_second, hit=metrics.THROTTLE_HITS["chat_frame"].inc
         )
+
+
+@functools.cache
+def _limits_from_settings():
+    return Limits(**{field.name: getattr(settings, f"CHAT_{field.name.upper()}") for field in fields(Limits)})
+
+
+@receiver(setting_changed)
+def _forget_limits(setting, **kwargs):
+    if setting.startswith("CHAT_"):
+        _limits_from_settings.cache_clear()
 
 
 class RateLimiter:
