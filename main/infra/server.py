@@ -169,6 +169,12 @@ class LimitedHttpProtocol(AbortsStalledClients, HttpToolsProtocol):
 
 
 FRAMES = ("websocket.send", "websocket.close")
+# A client's messages that may wait for its application before the server
+# stops reading from it. uvicorn stops at the first and reads again once it
+# is taken, two changes to the event loop's watch of the socket for every
+# frame: a heartbeat every 10 s from each of thousands of sockets paid them
+# all the time. A client sending faster than it is served is held back as before.
+RECEIVED_AHEAD = 4
 
 
 class LimitedWebSocketProtocol(AbortsStalledClients, WebSocketsSansIOProtocol):
@@ -194,24 +200,27 @@ class LimitedWebSocketProtocol(AbortsStalledClients, WebSocketsSansIOProtocol):
 
     def send_receive_event_to_app(self):
         # uvicorn's, but a text frame that is not UTF-8 is the client's fault
-        # (closed with 1007, logged as such), not an error with a traceback.
-        if self.curr_msg_data_type == "text" and not self.close_sent:
-            data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        # (closed with 1007, logged as such), not an error with a traceback;
+        # and reading pauses only once RECEIVED_AHEAD messages wait for the
+        # application, not at the first.
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:
+            return  # as uvicorn's: reads stay on until the client's close comes
+        if self.curr_msg_data_type == "text":
             try:
-                text = data.decode()
+                message = {"type": "websocket.receive", "text": data.decode()}
             except UnicodeDecodeError:
-                self.frames = []
                 logger.info("WebSocket from %s closed with 1007: a text frame was not UTF-8", _client(self))
                 self.conn.send_close(1007)
                 self.handle_parser_exception()
                 return
-            self.frames = []
-            self.queue.put_nowait({"type": "websocket.receive", "text": text})
-            if not self.read_paused:
-                self.read_paused = True
-                self.transport.pause_reading()
-            return
-        super().send_receive_event_to_app()
+        else:
+            message = {"type": "websocket.receive", "bytes": data}
+        self.queue.put_nowait(message)
+        if not self.read_paused and self.queue.qsize() >= RECEIVED_AHEAD:
+            self.read_paused = True
+            self.transport.pause_reading()
 
     def keepalive_timeout(self):
         super().keepalive_timeout()

@@ -1,6 +1,7 @@
 """Limits where the bytes arrive, against a real worker (booktime.serve):
-WebSocket frame size, request headers' size and time, sockets per user, and
-a client that stops reading (main/infra/server.py, docs/operations.md)."""
+WebSocket frame size, request headers' size and time, sockets per user, a
+client that stops reading and one that sends faster than it is served
+(main/infra/server.py, docs/operations.md)."""
 
 import contextlib
 import json
@@ -9,6 +10,7 @@ import socket
 import time
 
 import pytest
+from django.db import connection, transaction
 from websockets.exceptions import ConnectionClosed
 
 from harness import wire
@@ -226,3 +228,34 @@ def test_a_client_that_stops_reading_is_closed_and_its_room_told(worker_server, 
     watcher.say("anyone there?")
     watcher.until("chat_message", ref="anyone there?")
     assert " ERROR " not in server.log() and "Traceback" not in server.log()
+
+
+# --- A client that sends faster than it is served -------------------------------
+
+
+def test_a_client_whose_messages_wait_is_no_longer_read(worker_server, people):
+    """While its chat cannot store a message (the table locked against
+    writes), a socket's next frames wait for its consumer. Past a few of
+    them the worker stops reading the socket: what the client sends backs up
+    in its own buffers, not in the worker. Once the lock is gone the chat
+    goes on."""
+    customer, order, agent, _ = people
+    server = worker_server()
+    watcher = ChatClient(server, order.pk, agent)
+    hasty = raw_websocket(server, order.pk, token(customer))
+    watcher.until("chat_join", username="Jane Doe")
+    hasty.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+    hasty.settimeout(2.0)
+    frame = wire.client_frame(json.dumps({"type": "message", "message": "m" * 1000}).encode())
+    sent = 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {models.ChatMessage._meta.db_table} IN SHARE MODE")
+        with pytest.raises(TimeoutError):
+            # A worker reading on would take all 5,000 (5 MB) into its memory.
+            while sent < 5000:
+                hasty.sendall(frame)
+                sent += 1
+    assert sent < 1000, f"{sent} frames went in before the worker stopped reading"
+    watcher.until("chat_message", message="m" * 1000)  # the first, stored once the lock is gone
+    hasty.close()
+    watcher.until("chat_leave", username="Jane Doe")
