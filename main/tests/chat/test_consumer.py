@@ -295,7 +295,7 @@ async def test_heartbeat_marks_presence(people):
     c = await connected(customer, order.pk)
     await c.send_json_to({"type": "heartbeat"})
     await c.receive_json_from(timeout=TIMEOUT)  # own join
-    await c.disconnect()  # a socket leaves once its last heartbeat has landed
+    await c.disconnect(timeout=TIMEOUT)  # a socket leaves once its last heartbeat has landed
     assert (order.pk, customer.email) in {(p.order_id, p.email) for p in (await presence.snapshot()).people}
 
 
