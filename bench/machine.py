@@ -43,9 +43,10 @@ def cpu_busy_seconds(cpu):
 
 
 def listen_overflows():
-    """Connections the kernel has dropped so far because a listen queue was
-    full (TcpExt ListenOverflows, /proc/net/netstat): each such client tries
-    again only after a second or more."""
+    """Connection attempts the kernel has dropped so far because a listen
+    queue was full (TcpExt ListenOverflows, /proc/net/netstat; every listener
+    on the machine, a client counted again for each retry that fails): each
+    such client tries again only after a second or more."""
     lines = [line.split() for line in Path("/proc/net/netstat").read_text().splitlines() if line.startswith("TcpExt:")]
     return int(dict(zip(lines[0], lines[1], strict=True))["ListenOverflows"])
 

@@ -122,11 +122,10 @@ def shared_socket(host, port):
 # each full collection stops the event loop for a long moment. Objects made
 # while the server starts are frozen out of the scans, and collections run
 # far less often. Garbage without cycles is freed at once as ever; cyclic
-# garbage waits a little longer. The middle generation, which scans what
-# the young collections left since its last, runs every 5th young one: a
-# worker taking thousands of sockets at once then stops for a fraction of
-# what every 20th cost, for the same work in all; full collections are
-# weighed every 2,000 young ones, as before.
+# garbage waits a little longer. The middle generation scans what the young
+# collections left since its last one, so running it every 5th young one
+# keeps each of its pauses short while a worker takes thousands of sockets
+# at once; full collections are weighed every 2,000 young ones.
 GC_THRESHOLDS = (50_000, 5, 400)  # Python's defaults: (700, 10, 10)
 
 

@@ -40,7 +40,8 @@ class Limits:
     @classmethod
     def from_settings(cls):
         """Each field from the setting CHAT_<FIELD>: read once, and again
-        after a test changes a setting (every handshake asks)."""
+        after Django's setting_changed says a CHAT_ setting changed (as
+        the tests' settings fixture does). Every handshake asks."""
         return _limits_from_settings()
 
     def for_client(self):

@@ -169,11 +169,12 @@ class LimitedHttpProtocol(AbortsStalledClients, HttpToolsProtocol):
 
 
 FRAMES = ("websocket.send", "websocket.close")
-# A client's messages that may wait for its application before the server
-# stops reading from it. uvicorn stops at the first and reads again once it
-# is taken, two changes to the event loop's watch of the socket for every
-# frame: a heartbeat every 10 s from each of thousands of sockets paid them
-# all the time. A client sending faster than it is served is held back as before.
+# Reading from a WebSocket pauses once this many of its messages wait for
+# the application to take them, and resumes once it has taken them all.
+# Pausing at the first, as uvicorn does, changes the event loop's watch of
+# the socket twice for every frame, a heartbeat's too. A client sending
+# faster than it is served is held back all the same (with what one read
+# brought in besides).
 RECEIVED_AHEAD = 4
 
 
@@ -199,7 +200,7 @@ class LimitedWebSocketProtocol(AbortsStalledClients, WebSocketsSansIOProtocol):
         super().send_keepalive_ping()
 
     def send_receive_event_to_app(self):
-        # uvicorn's, but a text frame that is not UTF-8 is the client's fault
+        # uvicorn 0.54's, but a text frame that is not UTF-8 is the client's fault
         # (closed with 1007, logged as such), not an error with a traceback;
         # and reading pauses only once RECEIVED_AHEAD messages wait for the
         # application, not at the first.

@@ -20,7 +20,8 @@ def nginx_config(tmp_path, port, worker_ports):
     plain HTTP on `port`, our workers upstream, logs and paths under tmp_path."""
     site = (servers.ROOT / "deploy" / "nginx.conf").read_text()
     site = re.sub(r"server \{\s*listen 80;.*?\n\}\n", "", site, flags=re.S)  # the TLS redirect
-    site = re.sub(r"listen 443 ssl( [^;]*)?;", rf"listen 127.0.0.1:{port}\1;", site)
+    site, found = re.subn(r"listen 443 ssl( backlog=\d+)?;", rf"listen 127.0.0.1:{port}\1;", site)
+    assert found == 1, "deploy/nginx.conf's `listen 443 ssl` line changed: update this test"
     site = re.sub(r"\n\s*(listen \[::\]:443 ssl[^;]*|ssl_certificate\S* [^\n]*);", "", site)
     upstream = "".join(f"    server 127.0.0.1:{p} max_fails=0;\n" for p in worker_ports)
     site = re.sub(r"(    server 127\.0\.0\.1:81\d\d max_fails=0;\n)+", upstream, site)

@@ -1,9 +1,10 @@
 """A server that stops closes the connections its process shared (Redis,
 the courier session) instead of leaving them to the garbage collector, and
-a worker started on its port (--reuse-port) takes its chats over, with a
-listen queue long enough for all of them."""
+a worker started on its port (--reuse-port) takes its chats over, and
+listens with the backlog of its settings."""
 
 import json
+import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -81,15 +82,19 @@ def test_a_port_held_without_reuse_is_not_shared(worker_server):
 
 def listen_backlogs(port):
     """The backlog of each socket listening on TCP `port` (ss shows it as a listener's Send-Q)."""
+    if shutil.which("ss") is None:
+        pytest.fail("ss (iproute2) is missing: run scripts/install --dev")
     rows = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
     return [int(row.split()[2]) for row in rows.splitlines()]
 
 
-def test_a_worker_listens_with_the_backlog_of_its_settings(worker_server):
+def test_a_worker_listens_with_the_backlog_of_its_settings(worker_server, settings):
     """A successor's clients arrive all at once: the kernel holds
     SERVER_LISTEN_BACKLOG of them for the worker to accept (capped by
-    net.core.somaxconn), not uvicorn's 2048."""
+    net.core.somaxconn), not uvicorn's 2048. Both ways of listening: a
+    port of its own, and one it may share (--reuse-port)."""
     with open("/proc/sys/net/core/somaxconn") as cap:
         somaxconn = int(cap.read())
-    assert listen_backlogs(worker_server().port) == [min(4096, somaxconn)]
-    assert listen_backlogs(worker_server({"SERVER_LISTEN_BACKLOG": "300"}, reuse_port=True).port) == [300]
+    assert listen_backlogs(worker_server().port) == [min(settings.SERVER_LISTEN_BACKLOG, somaxconn)]
+    shared = worker_server({"SERVER_LISTEN_BACKLOG": "300"}, reuse_port=True)
+    assert listen_backlogs(shared.port) == [min(300, somaxconn)]
