@@ -281,7 +281,7 @@ def reconnect_storm(stack, report, names, count):
         timings = uvloop.run(run())
         if timings["lost"]:
             raise SystemExit(f"FAIL reconnect storm {name}: {timings['lost']} clients missed a message sent meanwhile")
-        for figure in ("back", "half", "told", "exit", "start", "busy", "core", "loadgen", "overflows"):
+        for figure in figures.keys() & timings.keys():
             figures[figure][name] = timings[figure]
         figures["rate"][name] = count / timings["back"]
     label = f"10. reconnect storm, {count} sockets (P: v2, resumed; B: v1)"
