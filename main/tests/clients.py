@@ -1,6 +1,7 @@
 """Real clients of a worker for end-to-end tests: the chat over WebSocket
 (websockets' sync client), logged in by session cookie or token."""
 
+import asyncio
 import json
 import time
 import urllib.error
@@ -128,6 +129,15 @@ def wait_for(condition, timeout, step=0.05):
     while not condition():
         assert time.monotonic() - started < timeout, "not within the deadline"
         time.sleep(step)
+    return time.monotonic() - started
+
+
+async def wait_for_async(condition, within, step=0.05):
+    """wait_for with an async `condition`, without blocking the event loop."""
+    started = time.monotonic()
+    while not await condition():
+        assert time.monotonic() - started < within, "not within the deadline"
+        await asyncio.sleep(step)
     return time.monotonic() - started
 
 

@@ -18,6 +18,8 @@ from main.infra import redis_client
 from main.infra.batching import Shared
 from main.presence.memory import STORE as MEMORY
 
+from ..clients import wait_for_async
+
 # A stream lists someone until their heartbeat's 10 s and the grace have passed.
 LIVE = presence.PRESENCE_SECONDS + presence.PRESENCE_GRACE_SECONDS
 
@@ -240,16 +242,17 @@ async def test_end_to_end_on_a_worker(people, settings, worker_server, redis_url
         mary = await session.ws_connect(ws_url + people["tokens"]["mary_jones@example.com"])
         await mary.send_json({"type": "heartbeat"})
         await mary.receive_json(timeout=2)  # her chat_join
-        # Her heartbeat reaches presence with the worker's next batch of them.
-        deadline = time.monotonic() + 5
-        while True:
+        listed = []
+
+        async def listed_once():
             async with session.get(url + "?nopoll", headers=auth["agent@booktime.domain"]) as response:
                 assert response.status == 200
                 assert response.headers["Content-Type"].startswith("text/event-stream")
-                listed = parse(await response.read())  # the response ends
-            if listed or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.05)
+                listed[:] = parse(await response.read())  # the response ends
+            return listed
+
+        # Her heartbeat reaches presence with the worker's next batch of them.
+        await wait_for_async(listed_once, 5)
         assert listed == [{"link": f"/customer-service/{order}/", "text": f"{order} (mary_jones@example.com)"}]
 
         async with session.get(url, headers=auth["agent@booktime.domain"]) as response:

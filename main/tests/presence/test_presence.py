@@ -14,6 +14,8 @@ from main.presence import redis_store
 from main.presence.live import LiveListing
 from main.presence.memory import STORE as MEMORY
 
+from ..clients import wait_for_async
+
 
 @pytest.fixture(params=["redis", "memory"])
 def store(request, settings, prefix):
@@ -27,16 +29,6 @@ def store(request, settings, prefix):
 
 def present(snap):
     return {(p.order_id, p.email) for p in snap.people}
-
-
-async def wait_until(condition, within, step=0.05):
-    """Poll `condition()` (async) until it is true; the time it took."""
-    start = time.monotonic()
-    while not await condition():
-        if time.monotonic() - start > within:
-            raise AssertionError(f"not true after {within}s")
-        await asyncio.sleep(step)
-    return time.monotonic() - start
 
 
 async def test_a_client_heartbeating_every_10_s_never_drops_off_the_live_dashboard(store, close_pool):
@@ -69,7 +61,7 @@ async def test_arrive_stay_with_heartbeats_expire_without(store, close_pool):
     async def leaves_gone():
         return (1, "leaves@site.com") not in present(await presence.snapshot())
 
-    await wait_until(leaves_gone, within=8)
+    await wait_for_async(leaves_gone, 8)
     gone_after = time.monotonic() - start
     assert 9.5 <= gone_after <= 11, gone_after
     snap = await presence.snapshot()
@@ -79,7 +71,7 @@ async def test_arrive_stay_with_heartbeats_expire_without(store, close_pool):
     async def all_gone():
         return not (await presence.snapshot()).people
 
-    await wait_until(all_gone, within=8)
+    await wait_for_async(all_gone, 8)
     assert 15.5 <= time.monotonic() - start <= 17
 
 
@@ -215,7 +207,7 @@ async def test_the_subscription_comes_back_after_its_connection_is_killed(settin
                     return False
                 return True
 
-            await wait_until(arrival_wakes, within=5)
+            await wait_for_async(arrival_wakes, 5)
             assert ours not in await pubsub_ids()
     finally:
         await admin.aclose()

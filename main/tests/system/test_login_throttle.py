@@ -22,6 +22,7 @@ import pytest
 from harness import servers
 from main import factories
 
+from ..clients import wait_for
 from .test_deploy import NGINX, nginx_config
 
 PASSWORD = "abcabcabc"  # UserFactory's
@@ -152,13 +153,6 @@ def fail_from_addresses(server, email, first, count):
     doors = list(DOORS.values())
     for n in range(count):
         doors[n % len(doors)](Device(server, f"127.0.0.{first + n}"), email, "guess")
-
-
-def wait_until(condition, timeout):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout} s"
-        time.sleep(0.1)
 
 
 # --- Servers ------------------------------------------------------------------------
@@ -329,7 +323,7 @@ def test_a_lock_expires_by_itself(worker_server, victim):
     assert b"Try again in 1 second." in locked.body
     # Attempts while locked are refused unchecked and do not lengthen the lock.
     started = time.monotonic()
-    wait_until(lambda: logged_in("token", token(device, victim.email, PASSWORD)), timeout=10)
+    wait_for(lambda: logged_in("token", token(device, victim.email, PASSWORD)), timeout=10)
     assert time.monotonic() - started < 3
 
 
