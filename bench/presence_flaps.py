@@ -3,7 +3,9 @@ while every socket kept heartbeating. A (chat, user) that leaves the
 dashboard, or comes back with a new `since` (it expired in between), is a
 flap: presence failing the people it describes."""
 
+import asyncio
 import collections
+import contextlib
 from dataclasses import dataclass, field
 
 from .loadgen import percentile
@@ -40,6 +42,7 @@ class PresenceWatch:
     flaps: list = field(default_factory=list)  # (loop time, role, "gone" | "restarted")
     max_event_bytes: int = 0
     chats: dict = field(default_factory=dict)  # order id -> chat, as the events so far say
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # set by each event
 
     def event(self, data, now):
         """One dashboard event at loop time `now`: everyone present (the
@@ -60,6 +63,16 @@ class PresenceWatch:
                     self.flaps.append((now, role(member), "restarted"))
         self.last = current
         self.ever.update(current)
+        self.changed.set()
+
+    async def until_listed(self, members, within):
+        """Wait until the dashboard lists every one of `members`, or `within`
+        seconds have passed (those still missing are then reported)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while not members <= self.last.keys():
+                    self.changed.clear()
+                    await self.changed.wait()
 
     def report(self, members, present_at_end, phases, figure):
         """Print the figures with `figure(what, text)`, over `phases` ((label,

@@ -61,6 +61,7 @@ HEARTBEAT_SECONDS = 10.0  # docs/protocol.md: every 5-10 s; the soak takes the s
 CONNECT_AT_ONCE = 100
 RSS_SAMPLE_SECONDS = 2.0
 DRAIN_SECONDS = 30.0  # for the last messages to arrive everywhere
+LISTED_SECONDS = 2.0  # for the dashboard to list the last first heartbeats, sent just before the end
 # CPU 0 busy with other processes than the worker and its Redis (the
 # machine's other work, and the kernel's share of loopback traffic) above
 # this share of the core: the worker got less of it than it would alone, and
@@ -312,6 +313,10 @@ class Soak:
         redis_clients = self.stack.redis.info("clients")["connected_clients"]
         await asyncio.gather(*talkers)
         await self.drain(opened)
+        # Every socket's first heartbeat went out by `end`; the last of them
+        # reach the dashboard a moment later (presence gathers heartbeats).
+        members = {(order_id, s.email) for order_id, socks in self.chats for s in socks}
+        await self.presence.until_listed(members, LISTED_SECONDS)
         self.presence.judging = False
         present_at_end = dict(self.presence.last)
         sampler.cancel()
@@ -339,7 +344,6 @@ class Soak:
             top = 1000 * max(latencies or [float("nan")])
             self.figure("latency", f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {top:.1f} ms {label}")
         self.check_messages(opened)
-        members = {(order_id, s.email) for order_id, socks in self.chats for s in socks}
         phases = (("in the connect storm", t0, t1),) + phases
         for problem in self.presence.report(members, present_at_end, phases, self.figure):
             self.error("presence", problem)
