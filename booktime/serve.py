@@ -25,6 +25,8 @@ from uvicorn.importer import import_from_string
 
 from main.infra import server
 
+logger = logging.getLogger("uvicorn.error")  # with uvicorn's start-up lines, at its verbosity
+
 # A stop (SIGTERM or Ctrl-C) closes every chat socket with 1012 (service
 # restart: clients reconnect and resume), lets their consumers leave their
 # chats, then closes the shared connections (ASGI lifespan, main.per_loop).
@@ -61,7 +63,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda signum, frame: exit_now(0))
     tune_garbage_collection()  # the application and Django are loaded by now
     try:
-        sockets = [shared_socket(args.bind, args.port)] if args.reuse_port else None
+        sockets = shared_sockets(args.bind, args.port, settings.SERVER_LISTEN_BACKLOG) if args.reuse_port else None
     except OSError as error:
         parser.exit(3, f"cannot listen on {args.bind}:{args.port}: {error}\n")
     config = uvicorn.Config(
@@ -86,7 +88,7 @@ def main(argv=None):
         backlog=settings.SERVER_LISTEN_BACKLOG,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
-    worker = uvicorn.Server(config)
+    worker = Worker(config)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C, re-raised once uvicorn has shut down
         worker.run(sockets=sockets)
     if not worker.started:
@@ -105,11 +107,38 @@ def exit_now(code):
     os._exit(code)
 
 
-def shared_socket(host, port):
-    """The worker's listening socket, which a worker started later binds as
+class Worker(uvicorn.Server):
+    """uvicorn's server, saying where it listens when it is given its
+    sockets (uvicorn says so only of sockets it binds itself)."""
+
+    async def startup(self, sockets=None):
+        await super().startup(sockets)
+        if self.started and sockets:
+            host, port = sockets[0].getsockname()[:2]
+            backlog = min(self.config.backlog, somaxconn())
+            logger.info("Listening on %s:%d: %d sockets, a backlog of %d each", host, port, len(sockets), backlog)
+
+
+def shared_sockets(host, port, backlog):
+    """The worker's listening sockets, which a worker started later binds as
     well: while both listen the kernel spreads new connections over them,
     so the old one can stop (closing its sockets with 1012) with its clients
-    reconnecting to the new one, never to a closed port."""
+    reconnecting to the new one, never to a closed port. The kernel caps
+    each socket's backlog at net.core.somaxconn, so the worker listens on
+    as many as together hold `backlog` connections."""
+    return [shared_socket(host, port) for _ in range(-(-backlog // somaxconn()))]
+
+
+def somaxconn():
+    """The kernel's cap on a listening socket's backlog."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as cap:
+            return max(1, int(cap.read()))
+    except (OSError, ValueError):
+        return 4096  # Linux's default since 5.4
+
+
+def shared_socket(host, port):
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

@@ -370,7 +370,8 @@ SERVER_SEND_TIMEOUT = env.float("SERVER_SEND_TIMEOUT", default=10.0)
 # Connections the kernel holds for the worker until it accepts them: a
 # successor taking over thousands of sockets sees them all at once, and
 # one that finds the queue full waits a second or more to try again. Linux
-# caps it at net.core.somaxconn (4096 by default).
-SERVER_LISTEN_BACKLOG = env.int("SERVER_LISTEN_BACKLOG", default=4096)
+# caps a listening socket's at net.core.somaxconn (4096 by default), so a
+# worker started with --reuse-port listens on as many sockets as hold it.
+SERVER_LISTEN_BACKLOG = env.int("SERVER_LISTEN_BACKLOG", default=16384)
 WS_PING_INTERVAL = env.float("WS_PING_INTERVAL", default=20.0)
 WS_PING_TIMEOUT = env.float("WS_PING_TIMEOUT", default=20.0)

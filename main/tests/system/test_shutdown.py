@@ -90,11 +90,15 @@ def listen_backlogs(port):
 
 def test_a_worker_listens_with_the_backlog_of_its_settings(worker_server, settings):
     """A successor's clients arrive all at once: the kernel holds
-    SERVER_LISTEN_BACKLOG of them for the worker to accept (capped by
-    net.core.somaxconn), not uvicorn's 2048. Both ways of listening: a
-    port of its own, and one it may share (--reuse-port)."""
+    SERVER_LISTEN_BACKLOG of them for the worker to accept, not uvicorn's
+    2048. It caps each listening socket's backlog at net.core.somaxconn: a
+    worker on a port of its own has the one socket, capped; one that may
+    share its port (--reuse-port) listens on as many as hold them all."""
     with open("/proc/sys/net/core/somaxconn") as cap:
         somaxconn = int(cap.read())
     assert listen_backlogs(worker_server().port) == [min(settings.SERVER_LISTEN_BACKLOG, somaxconn)]
     shared = worker_server({"SERVER_LISTEN_BACKLOG": "300"}, reuse_port=True)
     assert listen_backlogs(shared.port) == [min(300, somaxconn)]
+    several = worker_server({"SERVER_LISTEN_BACKLOG": str(2 * somaxconn + 1)}, reuse_port=True)
+    assert listen_backlogs(several.port) == [somaxconn] * 3
+    assert f"Listening on 127.0.0.1:{several.port}: 3 sockets, a backlog of {somaxconn} each" in several.log()
