@@ -13,6 +13,7 @@ by default 127.0.0.1 (nginx on the same host, deploy/nginx.conf).
 
 import argparse
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -129,6 +130,7 @@ def shared_sockets(host, port, backlog):
     return [shared_socket(host, port) for _ in range(-(-backlog // somaxconn()))]
 
 
+@functools.cache  # read once, for the sockets and for the line that describes them
 def somaxconn():
     """The kernel's cap on a listening socket's backlog."""
     try:
