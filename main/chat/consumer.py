@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from main import presence
 from main.conversations import events
-from main.infra import access_changes, metrics
+from main.infra import access_changes, lifecycle, metrics
 from main.infra.answers import CLOSE_TRY_AGAIN_LATER, RETRY_AFTER_SECONDS
 from main.infra.auth import access_keys, query_params, user_is_authenticated, valid_token_shape
 from main.infra.consumer import BaseConsumer
@@ -204,15 +204,20 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
                 # before the chat is left (the chapter's client reads the
                 # dashboard right after closing).
                 await asyncio.wait([self.heartbeat_sent], timeout=HEARTBEAT_LANDS_SECONDS)
-            if self.member is not None:
-                logger.info("Chat closed: user %s, order %s", self.member.user_id, self.member.order_id)
-                try:
-                    await self.channel_layer.group_send(self.group, service.presence_event("chat_leave", self.member))
-                except (RedisError, OSError) as error:
-                    # The others see the presence list without them soon anyway.
-                    logger.warning("Chat leave not told, channel layer unavailable: %s", error)
         finally:
+            # Out of the groups before the room is told: the leave does not
+            # come back to this socket's channel, nor, as a worker stops, to
+            # the channels of the others it is closing.
             await self.leave_groups()
+        if self.member is None:
+            return
+        if not lifecycle.stopping():  # the worker reports its stop's closes as one line
+            logger.info("Chat closed: user %s, order %s", self.member.user_id, self.member.order_id)
+        try:
+            await self.channel_layer.group_send(self.group, service.presence_event("chat_leave", self.member))
+        except (RedisError, OSError) as error:
+            # The others see the presence list without them soon anyway.
+            logger.warning("Chat leave not told, channel layer unavailable: %s", error)
 
     async def leave_groups(self):
         queue_group = events.CONVERSATIONS_GROUP if self.in_queue else None

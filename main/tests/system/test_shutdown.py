@@ -4,6 +4,7 @@ a worker started on its port (--reuse-port) takes its chats over, and
 listens with the backlog of its settings."""
 
 import json
+import re
 import shutil
 import subprocess
 import urllib.error
@@ -59,6 +60,10 @@ def test_a_worker_started_on_its_port_takes_its_chats_over(worker_server, people
     old.stop()
     assert (c.closed_code(), a.closed_code()) == (1012, 1012)
     assert old.process.returncode == 0
+    # The stop's closes are one line, not one each (thousands, in production).
+    stopping = re.search(r"Stopping: closing (\d+) connections \(chat sockets with 1012\)", old.log())
+    assert stopping and int(stopping[1]) >= 2
+    assert "Chat closed" not in old.log()
 
     a.connect(new, resume=True)
     a.say("Anything else?")
