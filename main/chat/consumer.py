@@ -44,6 +44,7 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
     conversation = None  # v2: the conversation's state as the client was last told
     in_queue = False  # a waiting customer's socket follows the queue
     place = None  # where it stands in it (QueuePlace), once it has waited
+    beat = None  # records a heartbeat (presence.heartbeat), once the user is admitted
     heartbeat_sent = None  # done once the socket's last heartbeat has reached presence
     counted_open = None  # the gauge of open sockets this one counts in, once accepted
     counted_user = None  # the user whose open sockets this one counts in (the per-user cap)
@@ -142,6 +143,7 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         self.replayed = set()  # ids sent from the database, not to be sent again live
         self.group_renewed = time.monotonic()
         self.member = member = opening.member
+        self.beat = presence.heartbeat(member.order_id, member.email, member.employee)
         await self.accept(self.protocol.subprotocol)
         self.counted_open = metrics.CHAT_SOCKETS[self.protocol.version]
         self.counted_open.inc()
@@ -316,7 +318,7 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         # adds nothing (the last lands on Redis's clock, later).
         metrics.HEARTBEATS.inc()
         if self.heartbeat_sent is None or self.heartbeat_sent.done():
-            self.heartbeat_sent = presence.touch_soon(self.member.order_id, self.member.email, self.member.employee)
+            self.heartbeat_sent = self.beat()
         # The pub/sub layer's groups live in this process as long as its
         # subscription (a broken one closes the socket): nothing to renew.
         if not getattr(self.channel_layer, "groups_expire", True):

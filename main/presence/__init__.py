@@ -13,6 +13,8 @@ made in one place, `backend()`. docs/presence.md describes the design.
 """
 
 import asyncio
+import functools
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 from django.conf import settings
@@ -31,11 +33,11 @@ __all__ = [
     "Snapshot",
     "agents_online",
     "changes",
+    "heartbeat",
     "listening",
     "snapshot",
     "touch",
     "touch_agent",
-    "touch_soon",
 ]
 
 
@@ -45,8 +47,8 @@ class RedisPresence:
     async def touch(self, order_id, email, is_employee):
         await redis_store.touches()(redis_store.touch_item(order_id, email, is_employee))
 
-    def touch_soon(self, order_id, email, is_employee):
-        return redis_store.touches().put(redis_store.touch_item(order_id, email, is_employee))
+    def heartbeat(self, order_id, email, is_employee):
+        return functools.partial(redis_store.touches().put, redis_store.touch_item(order_id, email, is_employee))
 
     async def snapshot(self, live):
         if live:
@@ -75,12 +77,14 @@ async def touch(order_id: int, email: str, is_employee: bool) -> None:
     await backend().touch(int(order_id), email, bool(is_employee))
 
 
-def touch_soon(order_id: int, email: str, is_employee: bool) -> asyncio.Future | None:
-    """touch() without waiting for it, as a socket's heartbeat needs no
-    answer: it goes to Redis with the next batch, and the socket's next frame
-    is handled meanwhile. Answers a future done once it has gone (None: done
-    already). A failed batch is logged (redis_store.LOST_HEARTBEATS)."""
-    return backend().touch_soon(int(order_id), email, bool(is_employee))
+def heartbeat(order_id: int, email: str, is_employee: bool) -> Callable[[], asyncio.Future | None]:
+    """One socket's heartbeat, its user and order worked out once: call the
+    answer at each heartbeat. It does not wait: the touch goes to Redis with
+    the next batch and the socket's next frame is handled meanwhile. The
+    call answers a future done once it has gone (None: done already); a
+    failed batch is logged (redis_store.LOST_HEARTBEATS). For the running
+    loop only, as a socket is."""
+    return backend().heartbeat(int(order_id), email, bool(is_employee))
 
 
 async def snapshot(live=False) -> Snapshot:

@@ -2,6 +2,7 @@
 the same rules, for one process only."""
 
 import asyncio
+import functools
 import time
 
 from .records import PRESENCE_GRACE_SECONDS, PRESENCE_SECONDS, Presence, Snapshot, in_order
@@ -38,6 +39,9 @@ class MemoryStore:
                 if not loop.is_closed():
                     loop.call_soon_threadsafe(event.set)
         return None
+
+    def heartbeat(self, order_id, email, is_employee):
+        return functools.partial(self.touch_soon, order_id, email, is_employee)
 
     async def snapshot(self, live):
         now = time.time()

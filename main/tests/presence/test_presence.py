@@ -337,7 +337,7 @@ async def test_the_live_listing_catches_people_who_came_or_went_unlogged(prefix,
 
 
 async def test_heartbeats_lost_to_a_redis_outage_are_logged_in_one_line(close_pool, settings, caplog):
-    """touch_soon(), a socket's heartbeat: nobody waits for it, so a failed
+    """heartbeat(), a socket's: nobody waits for it, so a failed
     batch is logged for all its heartbeats at once, not a line for each; at
     most a line every 10 s, and the rest once Redis is back."""
     from harness.servers import free_port
@@ -349,17 +349,17 @@ async def test_heartbeats_lost_to_a_redis_outage_are_logged_in_one_line(close_po
     def lines():
         return [r.getMessage() for r in caplog.records if "heartbeats not recorded" in r.getMessage()]
 
-    sent = {presence.touch_soon(7, f"user{n}@site.com", False) for n in range(20)}
+    sent = {presence.heartbeat(7, f"user{n}@site.com", False)() for n in range(20)}
     assert len(sent) == 1  # one batch
     await asyncio.wait_for(asyncio.gather(*sent), 10)
     assert lines() == [lines()[0]] and lines()[0].startswith("Presence: 20 heartbeats not recorded (ConnectionError")
-    await asyncio.wait_for(presence.touch_soon(7, "later@site.com", False), 10)
+    await asyncio.wait_for(presence.heartbeat(7, "later@site.com", False)(), 10)
     assert len(lines()) == 1  # within 10 s of the last line
 
     await redis_client.close_redis()
     settings.REDIS_URL = redis_url  # Redis is back
     try:
-        await asyncio.wait_for(presence.touch_soon(7, "back@site.com", False), 10)
+        await asyncio.wait_for(presence.heartbeat(7, "back@site.com", False)(), 10)
         assert lines()[1:] == ["Presence: 1 heartbeats not recorded (ConnectionError: " + lines()[1].split(": ", 2)[2]]
         assert present(await presence.snapshot()) == {(7, "back@site.com")}
     finally:
