@@ -111,10 +111,11 @@ class PubSubChannelLayer(RedisPubSubChannelLayer):
             await layer._get_shard(channel).unsubscribe(channel)
 
     def _get_layer(self):
-        loop = asyncio.get_running_loop()
-        new = loop not in self._layers
-        layer = super()._get_layer()
-        if new:
+        # Every call of the layer's asks for the running loop's; it is asked
+        # once here (Python 3.11 checks the process id with a system call).
+        layer = self._layers.get(asyncio.get_running_loop())
+        if layer is None:
+            layer = super()._get_layer()
             layer._shards = [_Shard(shard.host, layer) for shard in layer._shards]
         return layer
 
