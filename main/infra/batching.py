@@ -26,9 +26,13 @@ class Batches:
     `batches.put(item)` sends `item` the same way without waiting for it,
     and answers a future shared by its batch, done (with None) once the
     batch has gone; if it failed, `on_error(error, count)` is called once
-    for the batch's `count` items that nobody waited for."""
+    for the batch's `count` items that nobody waited for.
+
+    A Batches belongs to the event loop that first uses it, as the
+    connections it sends on do."""
 
     def __init__(self, send, gather_seconds=0.0, on_error=None, max_batch=None):
+        self.loop = None  # bound at first use: asking asyncio for it each call is a getpid on Python 3.11
         self.send = send
         self.gather_seconds = gather_seconds
         self.on_error = on_error
@@ -38,15 +42,20 @@ class Batches:
         self.sending = None  # the task sending batches, while there are any
 
     async def __call__(self, item):
-        future = asyncio.get_running_loop().create_future()
+        future = self._loop().create_future()
         self._add(item, future)
         return await future
 
     def put(self, item):
         if self.next_sent is None:
-            self.next_sent = asyncio.get_running_loop().create_future()
+            self.next_sent = self._loop().create_future()
         self._add(item, None)
         return self.next_sent
+
+    def _loop(self):
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+        return self.loop
 
     async def idle(self):
         """Wait until every batch asked for so far has gone."""
@@ -56,7 +65,7 @@ class Batches:
     def _add(self, item, future):
         self.waiting.append((item, future))
         if self.sending is None:
-            self.sending = asyncio.ensure_future(self._send_batches())
+            self.sending = self._loop().create_task(self._send_batches())
 
     def _next_batch(self):
         size = self.max_batch or len(self.waiting)
