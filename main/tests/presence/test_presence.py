@@ -75,6 +75,23 @@ async def test_arrive_stay_with_heartbeats_expire_without(store, close_pool):
     assert 15.5 <= time.monotonic() - start <= 17
 
 
+async def test_a_sockets_bound_heartbeat_makes_its_user_present_at_each_call(store, close_pool):
+    """presence.heartbeat(): a socket's heartbeat, bound once at admission,
+    then called at every beat; the same presence as touch() gives."""
+    beat = presence.heartbeat(4, "bound@site.com", True)
+    assert present(await presence.snapshot()) == set()
+    sent = beat()
+    if sent is not None:  # Redis: on its way with the next batch
+        await asyncio.wait_for(sent, 10)
+    snap = await presence.snapshot()
+    assert present(snap) == {(4, "bound@site.com")} and snap.people[0].is_employee
+    since = snap.people[0].since
+    sent = beat()
+    if sent is not None:
+        await asyncio.wait_for(sent, 10)
+    assert (await presence.snapshot()).people[0].since == since  # continued, not a new arrival
+
+
 async def test_several_sockets_of_one_user_are_one_presence(store, close_pool):
     for _ in range(3):  # three tabs heartbeating
         await presence.touch(7, "mary@site.com", False)
