@@ -180,11 +180,10 @@ RECEIVED_AHEAD = 4
 
 
 class Received:
-    """What uvicorn's WebSocket protocol queues for the application (its
-    receive() takes from it), as its asyncio.Queue does for the one task that
-    reads a socket, with the protocol's loop: asyncio.Queue asks for the
-    running loop on every wait, a getpid system call on Python 3.11, once
-    per frame a socket is sent."""
+    """The messages a WebSocket's protocol holds for the application's
+    receive(), in place of uvicorn's asyncio.Queue (one reader, the same
+    calls). It keeps the protocol's loop: asyncio.Queue asks for the running
+    loop at every wait, a getpid system call on Python 3.11, once per frame."""
 
     def __init__(self, loop):
         self.loop = loop
