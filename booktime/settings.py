@@ -233,7 +233,7 @@ COURIER_API_KEY = env.str("COURIER_API_KEY", default="")  # sent as a Bearer tok
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "main.infra.cache.SharedPoolRedisCache",  # one connection pool per process
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "booktime",
             "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},

@@ -8,6 +8,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError
+from redis.retry import Retry as SyncRetry
 
 from . import per_loop
 
@@ -19,11 +20,12 @@ SOCKET_TIMEOUT = 2.0
 MAX_CONNECTIONS = 18
 
 
-def retry_once():
+def retry_once(sync=False):
     """A command whose connection failed is sent once more on a fresh one:
     after a Redis restart every pooled connection is dead, and without this
-    the first command on each would fail. Timeouts are not retried."""
-    return Retry(NoBackoff(), 1, supported_errors=(ConnectionError,))
+    the first command on each would fail. Timeouts are not retried. For
+    redis.asyncio's connections, or with `sync` redis-py's (main.infra.cache)."""
+    return (SyncRetry if sync else Retry)(NoBackoff(), 1, supported_errors=(ConnectionError,))
 
 
 class TellingPubSub(PubSub):
