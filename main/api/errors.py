@@ -12,6 +12,8 @@ from django.http import Http404, JsonResponse
 from django.utils.translation import gettext, gettext_noop
 from django.utils.translation import gettext_lazy as _
 from django.views import defaults
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, serializers, status, views
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -70,7 +72,8 @@ class ErrorSerializer(serializers.Serializer):
 
 def exception_handler(exc, context):
     """DRF's answer, plus a machine-readable `code` next to `detail`; 503
-    `unavailable` while PostgreSQL cannot be reached; always as JSON."""
+    `unavailable` while PostgreSQL or Redis (the send throttle's counts)
+    cannot be reached; always as JSON."""
     request = context.get("request")
     response = _answer(exc, context)
     if response is not None and request is not None:
@@ -81,8 +84,9 @@ def exception_handler(exc, context):
 
 
 def _answer(exc, context):
-    if unreachable(exc):
-        logger.warning("%s: database unavailable", context["request"].path)
+    redis_down = isinstance(exc, (RedisConnectionError, RedisTimeoutError))
+    if redis_down or unreachable(exc):
+        logger.warning("%s: %s unavailable", context["request"].path, "Redis" if redis_down else "database")
         return Response(
             {**UNAVAILABLE, "detail": gettext(UNAVAILABLE["detail"])},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -25,7 +25,7 @@ from main.chat.protocol import V2_SUBPROTOCOL
 from main.infra.answers import CLOSE_TRY_AGAIN_LATER
 
 from .. import mobile_servers
-from ..clients import ChatClient, converse, open_chat, token, wait_for
+from ..clients import ChatClient, api, converse, open_chat, token, wait_for
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -133,6 +133,26 @@ def test_redis_restart_mid_chat_closes_sockets_that_reconnect_and_resume(worker_
         f"presence back {presence_took:.3f}s after the heartbeat; stored {texts}; "
         f"answer to the one sent as Redis went: {answer}"
     )
+
+
+def test_while_redis_is_down_a_message_sent_through_the_api_is_answered_503_and_not_stored(
+    worker_server, throwaway_redis, people
+):
+    customer, order, _, _ = people
+    redis = throwaway_redis()
+    server = worker_server({"REDIS_URL": redis.url})
+    path = f"/mobile-api/conversations/{order.pk}/messages/"
+    assert api(server, "POST", path, customer, {"message": "before"})[0] == 201
+    redis.stop()
+    # The send throttle counts in Redis: without it the send is refused, as
+    # the chat socket refuses with 4503, rather than taken unthrottled.
+    status, answer = api(server, "POST", path, customer, {"message": "while Redis is down"})
+    assert status == 503 and answer["code"] == "unavailable"
+    assert "Traceback" not in server.log()
+    redis.start()  # empty, on the same port: the worker's pooled connections are dead
+    assert api(server, "POST", path, customer, {"message": "after"})[0] == 201
+    texts = list(models.ChatMessage.objects.filter(order=order).order_by("seq").values_list("text", flat=True))
+    assert texts == ["before", "after"]
 
 
 def test_a_broken_subscription_closes_the_sockets_which_resume(worker_server, throwaway_redis, people):
