@@ -1,0 +1,101 @@
+"""How a real worker reads a chat client's WebSocket frames: a chunk that is
+one small text frame is taken whole (main/infra/server.py), everything else
+goes through the `websockets` parser. Whichever way, the same messages in
+the same order, and the same 1002 for what breaks the protocol. The frames
+are written on the client's socket byte by byte as a client could."""
+
+import json
+import os
+import socket
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import apply_mask
+
+from harness import servers
+from main import models
+
+from ..clients import TIMEOUT, open_chat, recv, token
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TEXT, CONTINUATION = 0x1, 0x0
+FIN, RSV1 = 0x80, 0x40
+
+
+@pytest.fixture(scope="module")
+def worker(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        server = servers.worker()
+    yield server
+    server.stop()
+
+
+def frame(first_byte, payload, masked=True):
+    """A client's frame with a payload under 126 bytes."""
+    if not masked:
+        return bytes([first_byte, len(payload)]) + payload
+    key = os.urandom(4)
+    return bytes([first_byte, 0x80 | len(payload)]) + key + apply_mask(payload, key)
+
+
+def message(text):
+    return json.dumps({"type": "message", "message": text}).encode()
+
+
+READ = None  # in a list of chunks: the server has read what came before (a ping answered)
+
+
+def write(ws, *chunks):
+    """Each chunk in a write of its own on the client's socket."""
+    ws.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for chunk in chunks:
+        if chunk is READ:
+            assert ws.ping().wait(TIMEOUT)
+        else:
+            ws.socket.sendall(chunk)
+
+
+def test_frames_joined_split_or_fragmented_arrive_whole_and_in_order(worker, people):
+    customer, order, agent, _ = people
+    with open_chat(worker, order.pk, token_query=token(agent), v2=True) as a:
+        recv(a, "history")
+        split = frame(FIN | TEXT, message("split"))
+        first, rest = message("fragmented")[:10], message("fragmented")[10:]
+        write(
+            a,
+            frame(FIN | TEXT, message("one")) + frame(FIN | TEXT, message("two")),  # two in one chunk
+            split[:5],  # a frame over two chunks
+            split[5:],
+            frame(TEXT, first),  # a message in two frames, read apart
+            READ,
+            frame(FIN | CONTINUATION, rest),
+            READ,
+            frame(FIN | TEXT, message("small")),  # a chunk that is one small frame
+        )
+        shown = [recv(a, "chat_message")["message"] for _ in range(5)]
+    assert shown == ["one", "two", "split", "fragmented", "small"]
+    assert list(models.ChatMessage.objects.order_by("seq").values_list("text", flat=True)) == shown
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        pytest.param([frame(FIN | RSV1 | TEXT, message("x"))], id="reserved-bit"),
+        pytest.param([frame(FIN | TEXT, message("x"), masked=False)], id="unmasked"),
+        pytest.param(
+            [frame(TEXT, b'{"type": '), READ, frame(FIN | TEXT, message("x"))], id="text-inside-a-fragmented-one"
+        ),
+        pytest.param([frame(FIN | CONTINUATION, message("x"))], id="continuation-of-nothing"),
+    ],
+)
+def test_a_frame_that_breaks_the_protocol_closes_the_socket_with_1002(worker, people, chunks):
+    customer, order, agent, _ = people
+    with open_chat(worker, order.pk, token_query=token(agent), v2=True) as a:
+        recv(a, "history")
+        write(a, *chunks)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                a.recv(timeout=TIMEOUT)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1002
+    assert not models.ChatMessage.objects.exists()
