@@ -81,6 +81,15 @@ def throwaway_redis():
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def default_worker(django_db_setup, django_db_blocker):
+    """One production worker with the default settings, shared by a module's tests."""
+    with django_db_blocker.unblock():
+        server = servers.worker()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def worker_server(transactional_db):
     """Start our app in a real production worker (booktime.serve) on loopback; stopped after the test.

@@ -12,7 +12,6 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import apply_mask
 
-from harness import servers
 from main import models
 
 from ..clients import TIMEOUT, open_chat, recv, token
@@ -21,14 +20,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 TEXT, CONTINUATION = 0x1, 0x0
 FIN, RSV1 = 0x80, 0x40
-
-
-@pytest.fixture(scope="module")
-def worker(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        server = servers.worker()
-    yield server
-    server.stop()
 
 
 def frame(first_byte, payload, masked=True):
@@ -56,9 +47,9 @@ def write(ws, *chunks):
             ws.socket.sendall(chunk)
 
 
-def test_frames_joined_split_or_fragmented_arrive_whole_and_in_order(worker, people):
+def test_frames_joined_split_or_fragmented_arrive_whole_and_in_order(default_worker, people):
     customer, order, agent, _ = people
-    with open_chat(worker, order.pk, token_query=token(agent), v2=True) as a:
+    with open_chat(default_worker, order.pk, token_query=token(agent), v2=True) as a:
         recv(a, "history")
         split = frame(FIN | TEXT, message("split"))
         first, rest = message("fragmented")[:10], message("fragmented")[10:]
@@ -89,9 +80,9 @@ def test_frames_joined_split_or_fragmented_arrive_whole_and_in_order(worker, peo
         pytest.param([frame(FIN | CONTINUATION, message("x"))], id="continuation-of-nothing"),
     ],
 )
-def test_a_frame_that_breaks_the_protocol_closes_the_socket_with_1002(worker, people, chunks):
+def test_a_frame_that_breaks_the_protocol_closes_the_socket_with_1002(default_worker, people, chunks):
     customer, order, agent, _ = people
-    with open_chat(worker, order.pk, token_query=token(agent), v2=True) as a:
+    with open_chat(default_worker, order.pk, token_query=token(agent), v2=True) as a:
         recv(a, "history")
         write(a, *chunks)
         with pytest.raises(ConnectionClosed) as closed:

@@ -159,20 +159,11 @@ def fail_from_addresses(server, email, first, count):
 
 
 @pytest.fixture(scope="module")
-def worker(django_db_setup, django_db_blocker):
-    """One worker with the default limits, for the module."""
-    with django_db_blocker.unblock():
-        server = servers.worker()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def proxy(worker, tmp_path_factory):
+def proxy(default_worker, tmp_path_factory):
     """The shipped nginx config in front of the worker."""
     tmp_path = tmp_path_factory.mktemp("nginx")
     port = servers.free_port()
-    config = nginx_config(tmp_path, port, [worker.port])
+    config = nginx_config(tmp_path, port, [default_worker.port])
     check = subprocess.run([NGINX, "-t", "-c", str(config)], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stderr
     server = servers.Server([NGINX, "-c", str(config)], port, log_path=tmp_path / "nginx.out")
@@ -181,9 +172,9 @@ def proxy(worker, tmp_path_factory):
 
 
 @pytest.fixture(params=["direct", "nginx"])
-def served(request, worker, proxy):
+def served(request, default_worker, proxy):
     """The worker, reached directly or through nginx."""
-    return worker if request.param == "direct" else proxy
+    return default_worker if request.param == "direct" else proxy
 
 
 @pytest.fixture
@@ -196,8 +187,8 @@ def victim(transactional_db):
 
 
 @pytest.mark.parametrize("door", DOORS)
-def test_each_door_locks_at_the_limit_and_says_when_to_retry(worker, victim, door):
-    attempt, device = DOORS[door], Device(worker, "127.0.0.2")
+def test_each_door_locks_at_the_limit_and_says_when_to_retry(default_worker, victim, door):
+    attempt, device = DOORS[door], Device(default_worker, "127.0.0.2")
     for _ in range(LIMIT - 1):
         assert attempt(device, victim.email, "guess").status == WRONG[door]
     assert refused(attempt(device, victim.email, "guess"))
@@ -209,8 +200,8 @@ def test_each_door_locks_at_the_limit_and_says_when_to_retry(worker, victim, doo
     assert device.known_device is None
 
 
-def test_the_doors_share_one_count(worker, victim):
-    device = Device(worker, "127.0.0.3")
+def test_the_doors_share_one_count(default_worker, victim):
+    device = Device(default_worker, "127.0.0.3")
     doors = list(DOORS.values())
     for n in range(LIMIT - 1):
         doors[n % len(doors)](device, victim.email, "guess")
@@ -222,11 +213,11 @@ def test_the_doors_share_one_count(worker, victim):
 # --- The client's address ----------------------------------------------------------
 
 
-def test_a_forged_forwarded_for_sent_straight_to_a_worker_gets_no_fresh_budget(worker, transactional_db):
+def test_a_forged_forwarded_for_sent_straight_to_a_worker_gets_no_fresh_budget(default_worker, transactional_db):
     """The attacker (not the trusted proxy's address) names a new address in
     X-Forwarded-For on each try, on a new account each time: the worker counts
     the address it connected from."""
-    attacker = Device(worker, "127.0.0.4")
+    attacker = Device(default_worker, "127.0.0.4")
 
     def guess(n):
         forged = {"X-Forwarded-For": f"198.51.100.{n}"}
@@ -301,8 +292,8 @@ def test_a_device_known_for_another_account_or_a_forged_note_is_not_exempt(serve
     assert refused(token(forged, victim.email, PASSWORD))
 
 
-def test_the_per_address_limit_applies_to_a_known_device_too(worker, victim):
-    laptop = Device(worker, "127.0.0.25")
+def test_the_per_address_limit_applies_to_a_known_device_too(default_worker, victim):
+    laptop = Device(default_worker, "127.0.0.25")
     assert logged_in("page", page(laptop, victim.email, PASSWORD))
     laptop.cookies.pop("sessionid")
     for n in range(LIMIT):
