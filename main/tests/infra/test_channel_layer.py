@@ -81,7 +81,7 @@ async def test_a_burst_of_subscriptions_goes_out_in_a_few_commands(settings):
 
     channels = await asyncio.gather(*(join(n) for n in range(300)))
     subscribed = await subscription_commands(redis)
-    assert 2 <= subscribed[0] - before[0] <= 10
+    assert 1 <= subscribed[0] - before[0] <= 10  # one batch, or a few
     groups = {layer._get_layer()._get_group_channel_name(f"batched-{n}") for n in range(300)}
     names = {c.decode() for c in await redis.pubsub_channels(f"{settings.CHANNEL_LAYER_PREFIX}*")}
     assert set(channels) | groups <= names
@@ -92,7 +92,7 @@ async def test_a_burst_of_subscriptions_goes_out_in_a_few_commands(settings):
 
     await asyncio.gather(*(leave(n, name) for n, name in enumerate(channels)))
     unsubscribed = await subscription_commands(redis)
-    assert 2 <= unsubscribed[1] - subscribed[1] <= 10
+    assert 1 <= unsubscribed[1] - subscribed[1] <= 10
     names = {c.decode() for c in await redis.pubsub_channels(f"{settings.CHANNEL_LAYER_PREFIX}*")}
     assert not (set(channels) | groups) & names
     await redis.aclose()
