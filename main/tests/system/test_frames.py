@@ -2,7 +2,7 @@
 one small text frame is taken whole (main/infra/server.py), everything else
 goes through the `websockets` parser. Whichever way, the same messages in
 the same order, and the same 1002 for what breaks the protocol. The frames
-are written on the client's socket byte by byte as a client could."""
+are written as raw bytes on the client's socket, chunk by chunk."""
 
 import json
 import os
