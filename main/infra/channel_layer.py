@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from . import metrics
 from .batching import Batches
-from .redis_client import TellingPubSub, retry_once
+from .redis_client import CONNECTION, TellingPubSub, retry_once
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ async def count_channels():
 
 class WaitingRedisChannelLayer(RedisChannelLayer):
     def create_pool(self, index):
-        host = dict(self.hosts[index])
+        host = {**CONNECTION, **self.hosts[index]}
         if "address" not in host:  # Sentinel and other forms: channels_redis's own pool
             return super().create_pool(index)
         host.setdefault("retry", retry_once())
@@ -127,7 +127,7 @@ class _Shard(RedisSingleShardConnection):
         if "address" in host:
             # Publishing after a Redis restart finds the pooled connection
             # dead: sent again on a fresh one, as every Redis pool of ours does.
-            host = {**host, "retry": retry_once()}
+            host = {**CONNECTION, **host, "retry": retry_once()}
         super().__init__(host, channel_layer)
         self.publishes = Batches(self._publish_batch)
         self.subscription_changes = Batches(self._change_subscriptions, max_batch=MAX_SUBSCRIPTION_CHANGES)
