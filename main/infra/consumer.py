@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 
 from . import answers, metrics
 from .dispatch import dispatch_all
+from .server import RECEIVE_NOW
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,15 @@ class BaseConsumer:
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
+
+    def receive_now(self, take):
+        """Asks the server to call `take(text)` with each text message as it
+        is read while this consumer waits for one (True: handled, not
+        queued). Only our uvicorn protocol offers it (main.infra.server);
+        elsewhere every message comes through receive as usual."""
+        hooks = self.scope.get("extensions", {}).get(RECEIVE_NOW)
+        if hooks is not None:
+            hooks["text"] = take
 
     async def channel_layer_lost(self, message):
         pass  # only a consumer in groups has missed anything

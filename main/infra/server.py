@@ -182,6 +182,14 @@ RECEIVED_AHEAD = 4
 # A small text frame from a client: 0x81 (final, text), the mask bit with a
 # 7-bit payload length, the 4-byte mask, then the payload.
 SMALL_TEXT_FRAME, MASKED, SMALL_HEADER, SMALL_PAYLOAD_MAX = 0x81, 0x80, 6, 125
+# A WebSocket's scope extension: the application may set its "text" to a
+# callable `take(text)`, which the protocol calls with the text of a small
+# text frame read alone (see took_small_text_frame) while the application
+# waits in receive(), so every message before it has been handled; if it
+# answers True, the message was handled there and is not queued. A frame
+# that needs no await (a chat heartbeat) is then handled without waking the
+# application's task.
+RECEIVE_NOW = "booktime.receive_now"
 
 
 class Received:
@@ -212,6 +220,11 @@ class Received:
     def empty(self):
         return not self.messages
 
+    def idle(self):
+        """The reader waits and there is nothing for it: every message so
+        far has been taken, and handled (it reads the next once done)."""
+        return self.waiting is not None and not self.messages
+
     def qsize(self):
         return len(self.messages)
 
@@ -229,6 +242,17 @@ class LimitedWebSocketProtocol(AbortsStalledClients, WebSocketsSansIOProtocol):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.queue = Received(self.loop)
+        self.receive_now = {}  # the RECEIVE_NOW extension, as the application set it
+
+    def handle_connect(self, event):
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # none if the handshake was refused
+        if scope is not None:  # and the application's task has not started yet
+            scope["extensions"][RECEIVE_NOW] = self.receive_now
+
+    def connection_lost(self, exc):
+        self.receive_now.clear()  # nothing more is read; the application is let go
+        super().connection_lost(exc)
 
     def data_received(self, data):
         self.heard_at = self.loop.time()
@@ -239,7 +263,9 @@ class LimitedWebSocketProtocol(AbortsStalledClients, WebSocketsSansIOProtocol):
         """Hands the application a chunk that is one small text frame (a
         heartbeat, most chat frames), as uvicorn would, without `websockets`'
         frame parser, whose generators cost a frame this small more than
-        the rest of its way to the application; True if it did. Anything
+        the rest of its way to the application; True if it did. While the
+        application waits, its RECEIVE_NOW hook may take it there and then.
+        Anything
         else (other frames, several in a chunk, a frame split over chunks or
         inside a fragmented message, before the handshake's end) goes to the
         parser, which also refuses what breaks the protocol."""
@@ -250,7 +276,10 @@ class LimitedWebSocketProtocol(AbortsStalledClients, WebSocketsSansIOProtocol):
             return False
         if size > min(conn.max_message_size or size, conn.max_fragment_size or size):
             return False
-        self.handle_text(Frame(Opcode.TEXT, apply_mask(data[SMALL_HEADER:], data[2:SMALL_HEADER])))
+        payload = apply_mask(data[SMALL_HEADER:], data[2:SMALL_HEADER])
+        take = self.receive_now.get("text")
+        if take is None or not self.queue.idle() or not self.taken_now(take, payload):
+            self.handle_text(Frame(Opcode.TEXT, payload))
         return True
 
     def send_keepalive_ping(self):
@@ -283,6 +312,17 @@ class LimitedWebSocketProtocol(AbortsStalledClients, WebSocketsSansIOProtocol):
         if not self.read_paused and self.queue.qsize() >= RECEIVED_AHEAD:
             self.read_paused = True
             self.transport.pause_reading()
+
+    def taken_now(self, take, payload):
+        try:
+            return take(payload.decode())
+        except UnicodeDecodeError:
+            return False  # refused the usual way
+        except Exception:
+            # The application's fault, not the client's: the message takes
+            # the usual way, where the application answers it.
+            logger.exception("WebSocket from %s: the application's receive-now hook failed", _client(self))
+            return False
 
     def keepalive_timeout(self):
         super().keepalive_timeout()

@@ -34,3 +34,15 @@ async def test_a_reader_cancelled_while_waiting_loses_nothing():
     await asyncio.gather(reader, return_exceptions=True)
     received.put_nowait({"n": 1})  # put after the cancel: kept for the next reader
     assert await asyncio.wait_for(received.get(), TIMEOUT) == {"n": 1}
+
+
+async def test_the_reader_is_idle_only_while_it_waits_with_nothing_left_to_take():
+    received = Received(asyncio.get_running_loop())
+    assert not received.idle()  # nobody reads yet
+    reader = asyncio.ensure_future(received.get())
+    await asyncio.sleep(0)
+    assert received.idle()
+    received.put_nowait({"n": 1})
+    assert not received.idle()  # woken, and not yet back for more
+    await asyncio.wait_for(reader, TIMEOUT)
+    assert not received.idle()  # handling what it took
