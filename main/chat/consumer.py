@@ -144,6 +144,7 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         self.group_renewed = time.monotonic()
         self.member = member = opening.member
         self.beat = presence.heartbeat(member.order_id, member.email, member.employee)
+        self.receive_now(self.heartbeat_now)
         await self.accept(self.protocol.subprotocol)
         self.counted_open = metrics.CHAT_SOCKETS[self.protocol.version]
         self.counted_open.inc()
@@ -312,6 +313,27 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
             await self.send_json(notice)
 
     async def on_heartbeat(self, content):
+        self.touch_presence()
+        if self.renewal_due():
+            self.group_renewed = time.monotonic()
+            try:
+                await self.channel_layer.group_add(self.group, self.channel_name)
+            except Exception:
+                # Renewed on the next heartbeat; a lost subscription closes the socket anyway.
+                logger.warning("Group renewal failed: order %s", self.member.order_id, exc_info=True)
+
+    def heartbeat_now(self, text):
+        """A heartbeat as the server reads it (BaseConsumer.receive_now),
+        handled as receive() would without waking this consumer. False for
+        any other frame, and for a heartbeat the frame rate refuses or that
+        renews the groups: those take the usual way."""
+        if text not in protocol.HEARTBEAT_FRAMES or self.closing or self.renewal_due() or not self.frames.spend():
+            return False
+        self.touch_presence()
+        self.strikes.accepted()
+        return True
+
+    def touch_presence(self):
         # Not waited for: the socket's next frame is handled meanwhile, and a
         # failure is logged by presence (the client can do nothing about it).
         # One at a time per socket: while the last is on its way, another
@@ -319,17 +341,13 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         metrics.HEARTBEATS.inc()
         if self.heartbeat_sent is None or self.heartbeat_sent.done():
             self.heartbeat_sent = self.beat()
+
+    def renewal_due(self):
         # The pub/sub layer's groups live in this process as long as its
         # subscription (a broken one closes the socket): nothing to renew.
         if not getattr(self.channel_layer, "groups_expire", True):
-            return
-        if time.monotonic() - self.group_renewed > GROUP_RENEW_SECONDS:
-            self.group_renewed = time.monotonic()
-            try:
-                await self.channel_layer.group_add(self.group, self.channel_name)
-            except Exception:
-                # Renewed on the next heartbeat; a lost subscription closes the socket anyway.
-                logger.warning("Group renewal failed: order %s", self.member.order_id, exc_info=True)
+            return False
+        return time.monotonic() - self.group_renewed > GROUP_RENEW_SECONDS
 
     async def on_typing(self, content):
         if self.typing.allow():  # extra typing frames are dropped

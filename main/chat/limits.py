@@ -93,16 +93,22 @@ class RateLimiter:
 
     def take(self):
         """Spend one token; raise ChatError('rate_limited') when there is none."""
-        now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.per_second)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
+        if self.spend():
             return
         if self.hit is not None:
             self.hit()
         retry_after = round((1 - self.tokens) / self.per_second, 2)
         raise ChatError("rate_limited", "Too many messages; slow down.", retry_after=retry_after)
+
+    def spend(self):
+        """Spend one token if there is one; True if there was."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.per_second)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
 
 
 class Strikes:
