@@ -73,10 +73,10 @@ class BaseConsumer:
         await handler(message)
 
     def receive_now(self, take):
-        """Asks the server to call `take(text)` with each text message as it
-        is read while this consumer waits for one (True: handled, not
-        queued). Only our uvicorn protocol offers it (main.infra.server);
-        elsewhere every message comes through receive as usual."""
+        """Asks the server to call `take(text)` with a small text frame as it
+        is read while this consumer waits for a message (True: handled, not
+        queued). Only our uvicorn protocol offers it (main.infra.server's
+        RECEIVE_NOW); elsewhere every message comes through receive."""
         hooks = self.scope.get("extensions", {}).get(RECEIVE_NOW)
         if hooks is not None:
             hooks["text"] = take
