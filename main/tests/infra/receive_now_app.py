@@ -1,6 +1,7 @@
 """An ASGI app for test_receive_now: it echoes every text message that
 reaches its receive(), and sets a RECEIVE_NOW hook that takes "quiet"
-(answering nothing), fails on "boom" and leaves the rest; "slow" makes it
+(answering "taken" rather than echoing it), fails on "boom" and leaves the
+rest; "slow" makes it
 take a while over the next message it receives, "count" answers how many
 the hook has taken."""
 
@@ -19,6 +20,8 @@ async def application(scope, receive, send):
             raise RuntimeError("the hook failed")
         if text == "quiet":
             taken.append(text)
+            # Told from a task of its own: the hook itself cannot wait.
+            asyncio.get_running_loop().create_task(send({"type": "websocket.send", "text": "taken"}))
             return True
         return False
 

@@ -26,15 +26,20 @@ def app_server(django_db_setup, django_db_blocker):
     server.stop()
 
 
+def settled(ws):
+    """A ping answered: the server has read everything before it, and the
+    app, which answered the last message before the ping was sent, has had
+    the loop's turns since to wait in receive() again."""
+    assert ws.ping().wait(TIMEOUT)
+
+
 def test_what_the_hook_takes_never_reaches_receive_and_the_rest_does_in_order(app_server):
     with connect(f"{app_server.ws_url}/", compression=None, open_timeout=TIMEOUT) as ws:
         ws.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for text in ["one", "quiet", "two", "quiet", "count"]:
+        for text, answer in [("one", "one"), ("quiet", "taken"), ("two", "two"), ("quiet", "taken"), ("count", "2")]:
+            settled(ws)
             ws.send(text)
-            if text != "quiet":
-                assert ws.recv(timeout=TIMEOUT) == ("2" if text == "count" else text)
-            else:
-                assert ws.ping().wait(TIMEOUT)  # read, and taken: nothing comes back
+            assert ws.recv(timeout=TIMEOUT) == answer
 
 
 def test_a_frame_read_while_the_app_is_busy_is_queued_for_it_not_taken(app_server):
@@ -43,7 +48,7 @@ def test_a_frame_read_while_the_app_is_busy_is_queued_for_it_not_taken(app_serve
         ws.send("slow")
         assert ws.recv(timeout=TIMEOUT) == "slow"
         ws.send("first")  # the app takes a while over this one...
-        ws.send("quiet")  # ...so this is queued behind it, and echoed
+        ws.send("quiet")  # ...so this is queued behind it, and echoed, not taken
         assert [ws.recv(timeout=TIMEOUT) for _ in range(2)] == ["first", "quiet"]
         ws.send("count")
         assert ws.recv(timeout=TIMEOUT) == "0"
@@ -52,6 +57,7 @@ def test_a_frame_read_while_the_app_is_busy_is_queued_for_it_not_taken(app_serve
 def test_a_hook_that_fails_is_logged_and_the_frame_reaches_receive(app_server):
     with connect(f"{app_server.ws_url}/", compression=None, open_timeout=TIMEOUT) as ws:
         ws.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        settled(ws)
         ws.send("boom")
         assert ws.recv(timeout=TIMEOUT) == "boom"
         ws.send("still here")
