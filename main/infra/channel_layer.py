@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from . import metrics
 from .batching import Batches
-from .redis_client import CONNECTION, TellingPubSub, retry_once
+from .redis_client import TellingPubSub, pool_options
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +44,9 @@ async def count_channels():
 
 class WaitingRedisChannelLayer(RedisChannelLayer):
     def create_pool(self, index):
-        host = {**CONNECTION, **self.hosts[index]}
+        host = pool_options(**self.hosts[index])
         if "address" not in host:  # Sentinel and other forms: channels_redis's own pool
             return super().create_pool(index)
-        host.setdefault("retry", retry_once())
         return redis.BlockingConnectionPool.from_url(host.pop("address"), timeout=POOL_TIMEOUT, **host)
 
 
@@ -127,7 +126,7 @@ class _Shard(RedisSingleShardConnection):
         if "address" in host:
             # Publishing after a Redis restart finds the pooled connection
             # dead: sent again on a fresh one, as every Redis pool of ours does.
-            host = {**CONNECTION, **host, "retry": retry_once()}
+            host = pool_options(**host)
         super().__init__(host, channel_layer)
         self.publishes = Batches(self._publish_batch)
         self.subscription_changes = Batches(self._change_subscriptions, max_batch=MAX_SUBSCRIPTION_CHANGES)

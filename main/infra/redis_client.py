@@ -35,11 +35,6 @@ class Connection(redis.Connection):
             return self._packer.pack(*args)
 
 
-# For a pool's from_url: a redis:// URL's connections are ours; a unix://
-# or rediss:// URL's own connection class takes precedence.
-CONNECTION = {"connection_class": Connection}
-
-
 def retry_once(sync=False):
     """A command whose connection failed is sent once more on a fresh one:
     after a Redis restart every pooled connection is dead, and without this
@@ -75,16 +70,23 @@ class TellingPubSub(PubSub):
         return name.decode() if isinstance(name, bytes) else name
 
 
+def pool_options(**options):
+    """What every Redis pool of ours is made with (from_url's keyword
+    arguments), unless `options` say otherwise: our connections, and
+    retry_once. A unix:// or rediss:// URL keeps its own connection class."""
+    return {"connection_class": Connection, "retry": retry_once(), **options}
+
+
 def _client():
     pool = redis.BlockingConnectionPool.from_url(
         settings.REDIS_URL,
-        max_connections=MAX_CONNECTIONS,
-        timeout=SOCKET_TIMEOUT,
-        socket_timeout=SOCKET_TIMEOUT,
-        socket_connect_timeout=SOCKET_TIMEOUT,
-        health_check_interval=30,
-        retry=retry_once(),
-        **CONNECTION,
+        **pool_options(
+            max_connections=MAX_CONNECTIONS,
+            timeout=SOCKET_TIMEOUT,
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=SOCKET_TIMEOUT,
+            health_check_interval=30,
+        ),
     )
     return redis.Redis.from_pool(pool)  # the client owns the pool: closing it closes the pool
 

@@ -265,10 +265,9 @@ class LimitedWebSocketProtocol(AbortsStalledClients, WebSocketsSansIOProtocol):
         frame parser, whose generators cost a frame this small more than
         the rest of its way to the application; True if it did. While the
         application waits, its RECEIVE_NOW hook may take it there and then.
-        Anything
-        else (other frames, several in a chunk, a frame split over chunks or
-        inside a fragmented message, before the handshake's end) goes to the
-        parser, which also refuses what breaks the protocol."""
+        Anything else (other frames, several in a chunk, a frame split over
+        chunks or inside a fragmented message, before the handshake's end)
+        goes to the parser, which also refuses what breaks the protocol."""
         conn, size = self.conn, len(data) - SMALL_HEADER
         if not 0 < size <= SMALL_PAYLOAD_MAX or data[0] != SMALL_TEXT_FRAME or data[1] != MASKED | size:
             return False
