@@ -1,6 +1,9 @@
 """chat.service.open_chat: the handshakes of the moment read in one round
 trip (SQL on the event loop) give what the ORM's reads give, one by one."""
 
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 from asgiref.sync import async_to_sync
 from django.utils import timezone
@@ -14,10 +17,19 @@ from main.infra import db, per_loop
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+# Microseconds to truncate (not round), none at all, and a time zone other than UTC.
+EDGE_TIMES = [
+    datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    datetime(2027, 3, 1, 0, 0, 0, 0, tzinfo=UTC),
+    datetime(2027, 6, 1, 12, 0, 0, 1500, tzinfo=ZoneInfo("Europe/Berlin")),
+]
+
+
 @pytest.fixture
 def chats(settings):
     """Two orders: one with 7 messages (one by a deleted user, one with a
-    client_id), read markers and an assigned, waiting conversation; one empty."""
+    client_id, the last three sent at times whose text is easy to get
+    wrong), read markers and an assigned, waiting conversation; one empty."""
     settings.CHAT_HISTORY_PAGE = 4
     settings.CHAT_RESUME_LIMIT = 3
     customer = factories.UserFactory(first_name="Jane", last_name="Doe")
@@ -32,6 +44,8 @@ def chats(settings):
         for seq, user in enumerate(writers, start=1)
     ]
     gone.delete()
+    for message, created in zip(messages[4:], EDGE_TIMES, strict=True):
+        models.ChatMessage.objects.filter(pk=message.pk).update(created=created)
     models.ChatReadMarker.objects.create(order=order, user=customer, last_read_id=messages[4].pk)
     models.ChatReadMarker.objects.create(order=order, user=agent, last_read_id=messages[6].pk)
     models.Conversation.objects.create(
@@ -87,6 +101,11 @@ def test_each_way_of_opening_reads_what_the_orm_reads(chats):
     first = answers[1]  # the owner's latest page
     assert [m["seq"] for m in first.history[0]] == [4, 5, 6, 7] and first.history[1] is True
     assert [m["username"] for m in first.history[0]] == ["Jane Doe", "Adam Ford", "Jane Doe", "Jane Doe"]
+    assert [m["created"] for m in first.history[0][1:]] == [
+        "2026-12-31T23:59:59.999Z",
+        "2027-03-01T00:00:00.000Z",
+        "2027-06-01T10:00:00.001Z",
+    ]
     assert first.conversation["assigned_to"] == {"id": agent.pk, "name": "Adam Ford"}
     assert [(r["username"], r["mine"]) for r in first.reads] == [("Jane Doe", True), ("Adam Ford", False)]
     resumed = answers[2]  # after_seq=0: the first three, more to come
