@@ -3,9 +3,11 @@ order. The consumer moves frames between the socket, the chat's service and
 the channel layer; the rules live in service.py, the wire in protocol.py."""
 
 import asyncio
+import json
 import logging
 import time
 
+import orjson
 from autobahn.exception import Disconnected
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -48,6 +50,15 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
     heartbeat_sent = None  # done once the socket's last heartbeat has reached presence
     counted_open = None  # the gauge of open sockets this one counts in, once accepted
     counted_user = None  # the user whose open sockets this one counts in (the per-user cap)
+
+    @classmethod
+    async def encode_json(cls, content):
+        # orjson, for a frame is encoded for each socket it goes to, and a
+        # v2 handshake's history page is one of the largest.
+        try:
+            return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS).decode()
+        except orjson.JSONEncodeError:
+            return json.dumps(content)  # escapes what orjson refuses: a lone surrogate a client sent as \ud800
 
     async def __call__(self, scope, receive=None, send=None):
         if send is None:  # ASGI 2: called with (receive, send)
