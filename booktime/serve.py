@@ -12,6 +12,7 @@ by default 127.0.0.1 (nginx on the same host, deploy/nginx.conf).
 """
 
 import argparse
+import asyncio
 import contextlib
 import functools
 import gc
@@ -55,6 +56,7 @@ def main(argv=None):
     from django.conf import settings
 
     server.configure(
+        on_close=Collector().closed,
         max_header_bytes=settings.SERVER_MAX_HEADER_BYTES,
         header_timeout=settings.SERVER_HEADER_TIMEOUT,
         send_timeout=settings.SERVER_SEND_TIMEOUT,
@@ -170,6 +172,37 @@ def shared_socket(host, port):
 # the oldest generation sooner, where it waits for a full collection, so a
 # steady worker holds more memory and spends more CPU.
 GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults: (700, 10, 10)
+
+
+# A closed connection leaves most of its objects (protocol, transport,
+# consumer, tasks, exceptions and their tracebacks) as cyclic garbage, old
+# by then, which only a full collection frees; with the thresholds above one
+# seldom comes, and a worker grows, and slows, with each wave of closes. So
+# a full collection follows every COLLECT_AFTER_CLOSES closes, a moment
+# after the last of them (a wave of closes is freed in one).
+COLLECT_AFTER_CLOSES = 1000
+COLLECT_DELAY_SECONDS = 1.0
+
+
+class Collector:
+    """Counts closed connections (`closed`, server.ON_CLOSE) and runs a full
+    collection COLLECT_DELAY_SECONDS after every COLLECT_AFTER_CLOSES-th;
+    none once the worker stops (Worker.shutdown disables the collector)."""
+
+    def __init__(self):
+        self.closes = 0
+        self.pending = None
+
+    def closed(self):
+        self.closes += 1
+        if self.closes >= COLLECT_AFTER_CLOSES and self.pending is None:
+            self.pending = asyncio.get_running_loop().call_later(COLLECT_DELAY_SECONDS, self.collect)
+
+    def collect(self):
+        self.pending = None
+        self.closes = 0
+        if gc.isenabled():
+            gc.collect()
 
 
 def tune_garbage_collection():

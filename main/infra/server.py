@@ -24,11 +24,13 @@ class Limits:
 
 LINGER_SECONDS = 2.0  # a refused request's connection stays open this long for its answer to be read
 LIMITS = Limits()  # booktime.serve sets the settings' values before serving
+ON_CLOSE = None  # called as each connection closes (booktime.serve's collector counts them)
 
 
-def configure(**values):
-    global LIMITS
+def configure(on_close=None, **values):
+    global LIMITS, ON_CLOSE
     LIMITS = Limits(**values)
+    ON_CLOSE = on_close
 
 
 class Deadline:
@@ -76,6 +78,8 @@ class AbortsStalledClients:
     def connection_lost(self, exc):
         self.stall.disarm()
         super().connection_lost(exc)
+        if ON_CLOSE is not None:
+            ON_CLOSE()
 
     def pause_writing(self):
         super().pause_writing()
