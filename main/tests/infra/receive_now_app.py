@@ -1,9 +1,8 @@
 """An ASGI app for test_receive_now: it echoes every text message that
 reaches its receive(), and sets a RECEIVE_NOW hook that takes "quiet"
 (answering "taken" rather than echoing it), fails on "boom" and leaves the
-rest; "slow" makes it
-take a while over the next message it receives, "count" answers how many
-the hook has taken."""
+rest; "slow" makes it take a while over the next message it receives,
+"count" answers how many the hook has taken."""
 
 import asyncio
 
