@@ -1,9 +1,10 @@
-"""main.infra.server.Received: what a WebSocket's client sent, in order, to
-the one reader that waits for it."""
+"""main.infra.server: Received, what a WebSocket's client sent, in order,
+to the one reader that waits for it; Rechecks, the keep-alive checks a
+worker runs once a second."""
 
 import asyncio
 
-from main.infra.server import Received
+from main.infra.server import TIMER_SLACK, Received, Rechecks
 
 TIMEOUT = 2
 
@@ -46,3 +47,52 @@ async def test_the_reader_is_idle_only_while_it_waits_with_nothing_left_to_take(
     assert not received.idle()  # woken, and not yet back for more
     await asyncio.wait_for(reader, TIMEOUT)
     assert not received.idle()  # handling what it took
+
+
+class Checked:
+    """What Rechecks calls: a socket's protocol, reduced to its check."""
+
+    def __init__(self, loop, fails=False):
+        self.loop, self.fails = loop, fails
+        self.at = loop.create_future()  # the loop's time of the check
+
+    def send_keepalive_ping(self):
+        self.at.set_result(self.loop.time())
+        if self.fails:
+            raise RuntimeError("this check failed")
+
+
+async def test_a_check_runs_at_its_time_or_within_a_second_after():
+    loop = asyncio.get_running_loop()
+    rechecks = Rechecks(loop)
+    when = loop.time() + 1.2
+    soon, later = Checked(loop), Checked(loop)
+    rechecks.add(soon, when)
+    rechecks.add(later, when + 1)
+    at = await asyncio.wait_for(soon.at, TIMEOUT)
+    assert when - TIMER_SLACK <= at < when + 1 + TIMER_SLACK
+    assert not later.at.done()  # its second has not come
+    assert await asyncio.wait_for(later.at, TIMEOUT) >= when + 1 - TIMER_SLACK
+    assert not rechecks.due and not rechecks.ticking  # nothing left: the timer stops
+
+
+async def test_a_cancelled_check_does_not_run_and_lets_its_socket_go():
+    loop = asyncio.get_running_loop()
+    rechecks = Rechecks(loop)
+    when = loop.time() + 0.5
+    gone, kept = Checked(loop), Checked(loop)
+    rechecks.add(gone, when).cancel()
+    rechecks.add(kept, when)
+    assert all(r.protocol is not gone for checks in rechecks.due.values() for r in checks)
+    await asyncio.wait_for(kept.at, TIMEOUT)  # the same second's tick has run
+    assert not gone.at.done()
+
+
+async def test_a_failing_check_leaves_the_others_and_the_timer_running():
+    loop = asyncio.get_running_loop()
+    rechecks = Rechecks(loop)
+    when = loop.time() + 0.5
+    failing, same_tick, next_tick = Checked(loop, fails=True), Checked(loop), Checked(loop)
+    for checked, at in ((failing, when), (same_tick, when), (next_tick, when + 1)):
+        rechecks.add(checked, at)
+    await asyncio.wait_for(asyncio.gather(failing.at, same_tick.at, next_tick.at), TIMEOUT)

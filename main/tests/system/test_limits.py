@@ -188,17 +188,19 @@ PING = 0x9
 
 def test_a_client_heard_from_is_not_pinged_and_a_silent_one_is(worker_server, people):
     """A chat client's heartbeats prove it is there: the server pings only
-    a socket it has not heard from for the ping interval."""
+    a socket it has not heard from for the ping interval, and one that
+    falls silent once that interval has passed."""
     customer, order, _, _ = people
-    server = worker_server({"WS_PING_INTERVAL": "1", "WS_PING_TIMEOUT": "5"})
+    server = worker_server({"WS_PING_INTERVAL": "2", "WS_PING_TIMEOUT": "5"})
     talking = wire.ServerFrames(raw_websocket(server, order.pk, token(customer)))
     silent = wire.ServerFrames(raw_websocket(server, order.pk, token(customer)))
     heard = []
-    for _ in range(10):  # 3 s, three ping intervals
+    for _ in range(15):  # 4.5 s, two ping intervals
         talking.conn.sendall(wire.client_frame(b'{"type":"heartbeat"}'))
         heard += talking.opcodes(0.3)
     assert PING not in heard
     assert PING in silent.opcodes(TIMEOUT)
+    assert PING in talking.opcodes(TIMEOUT)  # now silent too
 
 
 # --- A client that stops reading ------------------------------------------------
