@@ -349,8 +349,9 @@ class LimitedWebSocketProtocol(AbortsStalledClients, WebSocketsSansIOProtocol):
 
     def schedule_ping(self):
         # uvicorn's sets a timer per socket: the worker's Rechecks wake once
-        # a second for them all.
-        self.ping_timer = self.rechecks.add(self, self.heard_at + self.ping_interval)
+        # a second for them all. An interval after the client was last heard
+        # from, or after the last ping if that came later (no ping timeout).
+        self.ping_timer = self.rechecks.add(self, max(self.heard_at, self.ping_sent_at) + self.ping_interval)
 
     def send_keepalive_ping(self):
         if self.loop.time() - self.heard_at < self.ping_interval:
