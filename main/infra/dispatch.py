@@ -21,6 +21,21 @@ async def dispatch_all(sources, dispatch):
     if len(sources) == 1:
         while True:
             await dispatch(await sources[0]())
+    error = await _pump_all(sources, dispatch)
+    if error is not None:
+        # Raised from here, where nothing holds it: its traceback holds this
+        # frame and the pumps', and none of them the error or its task, so a
+        # consumer is freed as it ends, not at the collector's next full
+        # collection.
+        try:
+            raise error
+        finally:
+            del error
+
+
+async def _pump_all(sources, dispatch):
+    """dispatch_all's work for several sources: what ended it (StopConsumer,
+    or an error), or None."""
     lock = asyncio.Lock()
     ended = False
 
@@ -52,5 +67,4 @@ async def dispatch_all(sources, dispatch):
         # Every pump is awaited and its end retrieved: none is left pending
         # or with an exception nobody saw.
         await asyncio.gather(*pumps, return_exceptions=True)
-    for task in ended_first:
-        task.result()  # what ended it: StopConsumer, or an error
+    return next((task.exception() for task in ended_first if task.exception() is not None), None)

@@ -36,20 +36,28 @@ def configure(on_close=None, **values):
 
 
 class Deadline:
-    """`expired()` runs `seconds()` after arm() unless disarm() comes first."""
+    """`expired()` runs `seconds()` after arm() unless disarm() comes first;
+    close() disarms it for good."""
 
     def __init__(self, protocol, seconds, expired):
         self.protocol, self.seconds, self.expired = protocol, seconds, expired
         self.handle = None
 
     def arm(self):
-        if self.handle is None:
+        if self.handle is None and self.protocol is not None:
             self.handle = self.protocol.loop.call_later(self.seconds(), self._fire)
 
     def disarm(self):
         if self.handle is not None:
             self.handle.cancel()
             self.handle = None
+
+    def close(self):
+        # The protocol holds its deadline and the deadline its protocol: let
+        # go, so a closed connection is freed as it closes, not by the
+        # garbage collector's next full collection.
+        self.disarm()
+        self.protocol = self.expired = None
 
     def _fire(self):
         self.handle = None
@@ -78,7 +86,7 @@ class AbortsStalledClients:
         self.stall = stall_deadline(self)
 
     def connection_lost(self, exc):
-        self.stall.disarm()
+        self.stall.close()
         super().connection_lost(exc)
         if ON_CLOSE is not None:
             ON_CLOSE()
@@ -114,8 +122,14 @@ class LimitedHttpProtocol(AbortsStalledClients, HttpToolsProtocol):
         self.header_deadline.arm()
 
     def connection_lost(self, exc):
-        self.header_deadline.disarm()
+        self.header_deadline.close()
         super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self):
+        super().handle_websocket_upgrade()
+        # The connection is the WebSocket protocol's now: this one is done.
+        self.header_deadline.close()
+        self.stall.close()
 
     def data_received(self, data):
         if self.refused:

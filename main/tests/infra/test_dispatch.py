@@ -2,6 +2,9 @@
 from the channel layer, handled one at a time, none after the consumer ends."""
 
 import asyncio
+import contextlib
+import gc
+import weakref
 
 import pytest
 from channels.exceptions import StopConsumer
@@ -135,3 +138,30 @@ async def test_no_task_outlives_the_consumer():
     with pytest.raises(StopConsumer):
         await asyncio.wait_for(dispatch_all([client, layer], dispatch), 5)
     assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_a_consumer_that_ends_is_freed_without_the_garbage_collector():
+    # As a consumer's consume() ends it: StopConsumer suppressed. Nothing
+    # of it may be left in a cycle (the error's traceback holds the frames).
+    class Consumer:
+        async def dispatch(self, message):
+            raise StopConsumer()
+
+    client, layer = Source(), Source()
+    consumer = Consumer()
+    freed = weakref.ref(consumer)
+    client.queue.put_nowait("disconnect")
+    gc.collect()
+    gc.disable()
+    try:
+        with contextlib.suppress(StopConsumer):
+            async with asyncio.timeout(5):  # no task of its own, as wait_for's would be
+                await dispatch_all([client, layer], consumer.dispatch)
+        del consumer
+        for _ in range(10):  # the loop's callbacks of the ended tasks run first
+            if freed() is None:
+                break
+            await asyncio.sleep(0)
+        assert freed() is None
+    finally:
+        gc.enable()

@@ -1,10 +1,12 @@
 """main.infra.server: Received, what a WebSocket's client sent, in order,
 to the one reader that waits for it; Rechecks, the keep-alive checks a
-worker runs once a second."""
+worker runs once a second; Deadline, a connection's timer."""
 
 import asyncio
+import gc
+import weakref
 
-from main.infra.server import TIMER_SLACK, Received, Rechecks
+from main.infra.server import TIMER_SLACK, Deadline, Received, Rechecks
 
 TIMEOUT = 2
 CHECK_TIMEOUT = 5  # a check runs within a second after its due time, itself up to 2.2 s away
@@ -97,3 +99,38 @@ async def test_a_failing_check_leaves_the_others_and_the_timer_running():
     for checked, at in ((failing, when), (same_tick, when), (next_tick, when + 1)):
         rechecks.add(checked, at)
     await asyncio.wait_for(asyncio.gather(failing.at, same_tick.at, next_tick.at), CHECK_TIMEOUT)
+
+
+class Connection:
+    """What a Deadline is armed for: a protocol, reduced to its loop."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.expired = loop.create_future()
+        self.deadline = Deadline(self, lambda: 0.01, lambda: self.expired.set_result(True))
+
+
+async def test_a_deadline_runs_once_its_seconds_have_passed_unless_disarmed():
+    connection = Connection(asyncio.get_running_loop())
+    connection.deadline.arm()
+    connection.deadline.disarm()
+    await asyncio.sleep(0.05)
+    assert not connection.expired.done()
+    connection.deadline.arm()
+    assert await asyncio.wait_for(connection.expired, TIMEOUT)
+
+
+async def test_a_closed_deadline_never_runs_and_lets_its_connection_go():
+    connection = Connection(asyncio.get_running_loop())
+    expired, freed = connection.expired, weakref.ref(connection)
+    connection.deadline.arm()
+    gc.disable()  # freed as it closes, not by the collector
+    try:
+        connection.deadline.close()
+        connection.deadline.arm()  # after the close: nothing
+        del connection
+        assert freed() is None
+    finally:
+        gc.enable()
+    await asyncio.sleep(0.05)
+    assert not expired.done()
