@@ -21,6 +21,8 @@ class QueuePlace:
         self.stale = False
 
     def changed(self):
+        if self.tell is None:
+            return  # cancelled: the socket has ended
         if self.reading is None or self.reading.done():
             self.reading = asyncio.ensure_future(self._read())
         else:
@@ -31,8 +33,13 @@ class QueuePlace:
         self.place = None
 
     def cancel(self):
+        """The socket has ended: no read runs or starts again."""
         if self.reading is not None:
             self.reading.cancel()
+        # Its consumer holds this place: letting go of the consumer's method
+        # frees both as the socket ends, not at the collector's next full
+        # collection.
+        self.tell = None
 
     async def _read(self):
         while True:

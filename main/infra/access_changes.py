@@ -70,6 +70,9 @@ class Watch:
         self.listener, self.keys, self.callback = listener, keys, callback
 
     def close(self):
+        # The callback (a consumer's method) is let go: a consumer holds its
+        # watch, and without the cycle it is freed as it ends.
+        self.callback = None
         for key in self.keys:
             watchers = self.listener.watchers.get(key)
             if watchers is not None:
@@ -155,6 +158,8 @@ class Listener:
             if len(self.recent) > RECENT_KEYS:
                 self.forgotten = self.recent.popitem(last=False)[1]
             for watch in list(self.watchers.get(key, ())):
+                if watch.callback is None:
+                    continue  # closed by a callback before it
                 try:
                     watch.callback(key)
                 except Exception:

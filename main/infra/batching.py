@@ -44,7 +44,12 @@ class Batches:
     async def __call__(self, item):
         future = self._loop().create_future()
         self._add(item, future)
-        return await future
+        try:
+            return await future
+        finally:
+            # A failure's traceback holds this frame, and the future holds
+            # the failure: without the future, no cycle for the collector.
+            del future
 
     def put(self, item):
         if self.next_sent is None:

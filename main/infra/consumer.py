@@ -26,7 +26,8 @@ class BaseConsumer:
     - Dispatch with dispatch_all, one long-lived task per message source.
     - As a consumer ends, the channel layer lets go of its channel, which
       channels_redis misses when the consumer ends on a channel message
-      (main.infra.channel_layer.PubSubChannelLayer.delete_channel).
+      (main.infra.channel_layer.PubSubChannelLayer.delete_channel), and the
+      consumer lets go of its send.
     - Also callable the Channels 2 way, as the chapter's tests use a
       consumer class: `Consumer(scope)`, then `await instance(receive, send)`.
     """
@@ -44,6 +45,10 @@ class BaseConsumer:
             delete_channel = getattr(getattr(self, "channel_layer", None), "delete_channel", None)
             if delete_channel is not None and getattr(self, "channel_name", None):
                 await delete_channel(self.channel_name)
+            # A consumer's send may be its own closure: letting go of it
+            # frees the consumer as it ends, not at the collector's next full
+            # collection.
+            self.base_send = None
 
     async def consume(self, scope, receive, send):
         """Channels' AsyncConsumer.__call__, dispatching with dispatch_all."""

@@ -3,6 +3,8 @@ the real channel layer (Redis) and PostgreSQL. The end-to-end tests with a
 real server and client are in test_e2e.py."""
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 from autobahn.exception import Disconnected
@@ -142,6 +144,40 @@ async def test_v2_events_carry_ids_timestamps_and_are_stored_first(people):
     assert (await receive(a, "ready"))["reads"] == [{"username": "Jane Doe", "id": event["id"], "mine": False}]
     await a.disconnect()
     await c.disconnect()
+
+
+class Remembered(ChatConsumer):
+    """A chat consumer whose instances can be looked for after they end."""
+
+    instances = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.instances.append(weakref.ref(self))
+
+
+@pytest.fixture
+def no_collector():
+    gc.collect()
+    gc.disable()
+    yield
+    gc.enable()
+
+
+async def test_a_closed_chat_is_freed_without_the_garbage_collector(people, no_collector):
+    # Freed as it ends, not left as cyclic garbage: a worker holding
+    # thousands of sockets pauses for each full collection.
+    customer, order, agent, _ = people
+    Remembered.instances.clear()
+    c = await connected(customer, order.pk, v2=True, server=Remembered.as_asgi())
+    a = await connected(agent, order.pk, v2=True, server=Remembered.as_asgi())
+    await c.send_json_to({"type": "message", "message": "hello"})
+    await receive(a, "chat_message")
+    await c.send_json_to({"type": "heartbeat"})
+    await c.disconnect()
+    await a.disconnect()
+    assert len(Remembered.instances) == 2
+    assert [ref() for ref in Remembered.instances] == [None, None]
 
 
 async def test_unicode_is_stored_and_echoed_exactly(people):
