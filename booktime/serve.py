@@ -175,15 +175,20 @@ def shared_socket(host, port):
 GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults: (700, 10, 10)
 
 
-# A closed connection leaves most of its objects (protocol, transport,
-# consumer, tasks, exceptions and their tracebacks) as cyclic garbage, old
+# A closed HTTP connection leaves some of its objects (Django's request
+# handling: tasks, exceptions and their tracebacks) as cyclic garbage, old
 # by then, which only a full collection frees; with the thresholds above one
 # seldom comes, and a worker grows, and slows, with each wave of closes. So
 # a full collection follows every COLLECT_AFTER_CLOSES closes, a moment
 # after the last of them (a wave of closes is freed in one), once the worker
-# is quiet: the collection stops the event loop for a moment (about 0.1 s
-# for 1,000 closed sockets), better between bursts of messages than in one.
+# is quiet: the collection stops the event loop for a moment, better between
+# bursts of messages than in one. A chat socket leaves no garbage, and a
+# collection scans every live object, garbage or not: one that found under
+# FEW_PER_CLOSE objects per close doubles the closes before the next, up to
+# COLLECT_AFTER_CLOSES_MAX, and one that found more brings them back.
 COLLECT_AFTER_CLOSES = 1000
+COLLECT_AFTER_CLOSES_MAX = 64 * COLLECT_AFTER_CLOSES
+FEW_PER_CLOSE = 10
 COLLECT_DELAY_SECONDS = 1.0
 QUIET_CHECK_SECONDS = 0.25  # how often a due collection looks whether the worker is quiet
 QUIET_SHARE = 0.25  # quiet: it used less than this share of a core since the last look
@@ -192,19 +197,21 @@ COLLECT_WAIT_MAX_SECONDS = 10.0  # a busy worker collects anyway once due this l
 
 class Collector:
     """Counts closed connections (`closed`, server.ON_CLOSE) and runs a full
-    collection after every COLLECT_AFTER_CLOSES-th: COLLECT_DELAY_SECONDS
-    later, at the first look that finds the worker quiet, or at the latest
-    COLLECT_WAIT_MAX_SECONDS later; none once the worker stops
-    (Worker.shutdown disables the collector)."""
+    collection after every `every` of them (COLLECT_AFTER_CLOSES, more while
+    collections find little): COLLECT_DELAY_SECONDS later, at the first look
+    that finds the worker quiet, or at the latest COLLECT_WAIT_MAX_SECONDS
+    later; none once the worker stops (Worker.shutdown disables the
+    collector)."""
 
     def __init__(self):
         self.closes = 0
+        self.every = COLLECT_AFTER_CLOSES
         self.pending = None
         self.due_since = self.cpu = self.at = 0.0
 
     def closed(self):
         self.closes += 1
-        if self.closes >= COLLECT_AFTER_CLOSES and self.pending is None:
+        if self.closes >= self.every and self.pending is None:
             loop = asyncio.get_running_loop()
             self.due_since = loop.time() + COLLECT_DELAY_SECONDS
             self.pending = loop.call_later(COLLECT_DELAY_SECONDS - QUIET_CHECK_SECONDS, self.look, loop)
@@ -221,9 +228,13 @@ class Collector:
 
     def collect(self):
         self.pending = None
-        self.closes = 0
+        closes, self.closes = self.closes, 0
         if gc.isenabled():
-            gc.collect()
+            found = gc.collect()
+            if found < FEW_PER_CLOSE * closes:
+                self.every = min(2 * self.every, COLLECT_AFTER_CLOSES_MAX)
+            else:
+                self.every = COLLECT_AFTER_CLOSES
 
 
 def tune_garbage_collection():

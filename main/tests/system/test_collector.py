@@ -1,7 +1,8 @@
 """booktime.serve's collector: on a real worker, a wave of closed
 connections, whose objects are cyclic garbage, is followed by a full
 collection (gen 2 in prometheus-client's python_gc_collections_total);
-and a busy worker's collection waits until it is quiet."""
+a busy worker's collection waits until it is quiet; and collections that
+find little come after more closes."""
 
 import asyncio
 import gc
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from booktime import serve
-from booktime.serve import COLLECT_AFTER_CLOSES
+from booktime.serve import COLLECT_AFTER_CLOSES, COLLECT_AFTER_CLOSES_MAX, FEW_PER_CLOSE
 
 from .test_health import TOKEN, scrape, scraped_until, value
 
@@ -55,3 +56,45 @@ async def test_a_due_collection_waits_while_the_worker_is_busy(monkeypatch):
     finally:
         gc.callbacks.remove(seen)
     assert collector.pending is None and collector.closes == 0
+
+
+def cyclic_garbage(count):
+    """`count` objects that only the collector can free: lists holding themselves."""
+    for _ in range(count):
+        cycle = []
+        cycle.append(cycle)
+
+
+def due_collection(collector):
+    for _ in range(collector.every):
+        collector.closed()
+    collector.pending.cancel()  # collected here and now, not by the loop
+    collector.collect()
+
+
+async def test_collections_that_find_little_come_after_more_closes():
+    gc.collect()
+    collector = serve.Collector()
+    due_collection(collector)  # nothing to find
+    assert collector.every == 2 * COLLECT_AFTER_CLOSES
+    due_collection(collector)
+    assert collector.every == 4 * COLLECT_AFTER_CLOSES
+    while collector.every < COLLECT_AFTER_CLOSES_MAX:
+        due_collection(collector)
+    due_collection(collector)
+    assert collector.every == COLLECT_AFTER_CLOSES_MAX
+
+
+async def test_a_collection_that_finds_plenty_brings_the_closes_back():
+    gc.collect()
+    collector = serve.Collector()
+    due_collection(collector)
+    assert collector.every == 2 * COLLECT_AFTER_CLOSES
+    thresholds = gc.get_threshold()
+    gc.set_threshold(10**9)  # the garbage waits for the due collection
+    try:
+        cyclic_garbage(FEW_PER_CLOSE * collector.every)
+        due_collection(collector)
+    finally:
+        gc.set_threshold(*thresholds)
+    assert collector.every == COLLECT_AFTER_CLOSES
