@@ -90,7 +90,10 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         try:
             await super().consume(scope, receive, send)
         finally:
-            # However the consumer ends (a close, a crash, the worker's stop).
+            # However the consumer ends (a close, a crash, the worker's stop):
+            # nothing of it runs on, and nothing outside holds it.
+            self.closing = True
+            self.let_go()
             if self.counted_open is not None:
                 self.counted_open.dec()
             if self.counted_user is not None:
@@ -232,6 +235,13 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         except (RedisError, OSError) as error:
             # The others see the presence list without them soon anyway.
             logger.warning("Chat leave not told, channel layer unavailable: %s", error)
+
+    def let_go(self):
+        """No access change or queue read reaches this consumer any more."""
+        if self.watch is not None:
+            self.watch.close()
+        if self.place is not None:
+            self.place.cancel()
 
     async def leave_groups(self):
         queue_group = events.CONVERSATIONS_GROUP if self.in_queue else None

@@ -34,12 +34,13 @@ class QueuePlace:
 
     def cancel(self):
         """The socket has ended: no read runs or starts again."""
-        if self.reading is not None:
-            self.reading.cancel()
-        # Its consumer holds this place: letting go of the consumer's method
-        # frees both as the socket ends, not at the collector's next full
+        # Its consumer holds this place, and a cancelled read's traceback its
+        # frame: letting go of the read and of the consumer's method frees
+        # them all as the socket ends, not at the collector's next full
         # collection.
-        self.tell = None
+        reading, self.reading, self.tell = self.reading, None, None
+        if reading is not None:
+            reading.cancel()
 
     async def _read(self):
         while True:

@@ -106,7 +106,7 @@ class Batches:
                         future.set_result(result)
                 if sent is not None:
                     sent.set_result(None)
-                batch, sent = [], None
+                batch, sent, results, result = [], None, None, None  # a failure is not held till the next batch
         finally:
             self.sending = None
             # Cancelled (the event loop closing): no caller is left waiting.

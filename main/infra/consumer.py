@@ -42,13 +42,13 @@ class BaseConsumer:
                 return await self.consume(self._asgi2_scope, scope, receive)
             return await self.consume(scope, receive, send)
         finally:
-            delete_channel = getattr(getattr(self, "channel_layer", None), "delete_channel", None)
-            if delete_channel is not None and getattr(self, "channel_name", None):
-                await delete_channel(self.channel_name)
             # A consumer's send may be its own closure: letting go of it
             # frees the consumer as it ends, not at the collector's next full
             # collection.
             self.base_send = None
+            delete_channel = getattr(getattr(self, "channel_layer", None), "delete_channel", None)
+            if delete_channel is not None and getattr(self, "channel_name", None):
+                await delete_channel(self.channel_name)
 
     async def consume(self, scope, receive, send):
         """Channels' AsyncConsumer.__call__, dispatching with dispatch_all."""

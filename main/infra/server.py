@@ -126,10 +126,14 @@ class LimitedHttpProtocol(AbortsStalledClients, HttpToolsProtocol):
         super().connection_lost(exc)
 
     def handle_websocket_upgrade(self):
+        paused = self.stall.handle is not None  # the client left an earlier response unread
         super().handle_websocket_upgrade()
-        # The connection is the WebSocket protocol's now: this one is done.
+        # The connection is the WebSocket protocol's now: this one is done,
+        # and a send buffer still full is the new protocol's to time.
         self.header_deadline.close()
         self.stall.close()
+        if paused:
+            self.transport.get_protocol().pause_writing()
 
     def data_received(self, data):
         if self.refused:

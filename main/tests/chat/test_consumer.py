@@ -17,6 +17,7 @@ from main.chat import consumer, service
 from main.chat.consumer import ChatConsumer
 from main.chat.limits import STRIKE_LIMIT, RateLimiter, Strikes
 from main.chat.protocol import V2_SUBPROTOCOL, ChatError
+from main.infra import access_changes
 from main.infra.answers import CLOSE_TRY_AGAIN_LATER
 from main.infra.redis_client import close_redis, get_redis
 
@@ -178,6 +179,25 @@ async def test_a_closed_chat_is_freed_without_the_garbage_collector(people, no_c
     await a.disconnect()
     assert len(Remembered.instances) == 2
     assert [ref() for ref in Remembered.instances] == [None, None]
+
+
+async def test_a_chat_that_crashes_lets_go_of_what_watched_for_it(people):
+    # Ended by an error, not by its client's close: no access change
+    # reaches it afterwards, and the process's listener no longer holds it.
+    from channels.layers import get_channel_layer
+
+    customer, order, _, _ = people
+    Remembered.instances.clear()
+    c = await connected(customer, order.pk, v2=True, server=Remembered.as_asgi())
+    await receive(c, "ready")
+    chat = Remembered.instances[0]()
+    watch = chat.watch
+    await get_channel_layer().send(chat.channel_name, {"type": "no.such.event"})
+    with pytest.raises(ValueError, match="No handler for message type no.such.event"):
+        await c.wait(TIMEOUT)
+    assert chat.closing and watch.callback is None
+    assert all(watch not in watchers for watchers in access_changes.listener().watchers.values())
+    assert chat.place is None or chat.place.tell is None
 
 
 async def test_unicode_is_stored_and_echoed_exactly(people):
