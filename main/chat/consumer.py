@@ -213,8 +213,7 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
         raise StopConsumer()
 
     async def disconnect(self, code):
-        if self.place is not None:
-            self.place.cancel()
+        self.let_go()
         try:
             if self.heartbeat_sent is not None and not self.heartbeat_sent.done():
                 # A heartbeat, then the socket closed: the heartbeat counts
@@ -245,8 +244,7 @@ class ChatConsumer(BaseConsumer, AsyncJsonWebsocketConsumer):
 
     async def leave_groups(self):
         queue_group = events.CONVERSATIONS_GROUP if self.in_queue else None
-        if self.watch is not None:
-            self.watch.close()
+        self.let_go()
         for group in (self.group, queue_group):
             if group is not None:
                 await self.channel_layer.group_discard(group, self.channel_name)
