@@ -31,16 +31,35 @@ def measure(stack, name, scenario):
 
 def latency(stack, report, names, cases, seconds, reps):
     """Row 1: p50 and p99 for each (rooms, total msg/s) in `cases`, the
-    targets interleaved in each repetition."""
+    targets interleaved in each repetition, and what a message costs the
+    server and PostgreSQL at that rate, where batches are small."""
     for rooms, rate in cases:
         runs = {n: [] for n in names}
         for _ in range(reps):
             for name in names:
-                scenario = functools.partial(loadgen.open_loop, rooms=rooms, rate=rate, seconds=seconds)
+                meter = functools.partial(server_and_postgresql_cpu, stack.targets[name][1].process.pid)
+                scenario = functools.partial(loadgen.open_loop, rooms=rooms, rate=rate, seconds=seconds, meter=meter)
                 runs[name].append(measure(stack, name, scenario))
+        case = f"{rooms} rooms, {rate} msg/s"
         for q, label in ((0.5, "p50"), (0.99, "p99")):
             figures = {n: 1000 * statistics.median(r.percentile(q) for r in runs[n]) for n in names}
-            report.row(f"1. latency {label}, {rooms} rooms, {rate} msg/s", figures, "ms", "lower")
+            report.row(f"1. latency {label}, {case}", figures, "ms", "lower")
+        # The CPU of the messages alone: the sockets' opening and closing are left out.
+        server = {n: statistics.median(per_message(r, r.metered[0]) for r in runs[n]) for n in names}
+        report.row(f"1. server CPU per message, {case}", server, "us", "lower")
+        if "P" in runs:
+            pg = statistics.median(per_message(r, r.metered[1]) for r in runs["P"])
+            report.row(f"1. PostgreSQL CPU per message, {case}", {"P": pg}, "us", "lower")
+
+
+def server_and_postgresql_cpu(pid):
+    """CPU seconds used so far by a server's process and by PostgreSQL's."""
+    return cpu_seconds(pid), processes_cpu_seconds("postgres")
+
+
+def per_message(result, cpu_seconds):
+    """CPU seconds spent over a run, in µs per message delivered."""
+    return 1e6 * cpu_seconds / max(len(result.latencies), 1)
 
 
 def throughput(stack, report, names, ramp, seconds, reps):
@@ -54,8 +73,8 @@ def throughput(stack, report, names, ramp, seconds, reps):
             results = [measure(stack, name, scenario) for _ in range(reps)]
             rate = statistics.median(len(r.latencies) / r.elapsed for r in results)
             per_cpu = statistics.median(len(r.latencies) / r.cpu if r.cpu else 0.0 for r in results)
-            redis_cpu = statistics.median(1e6 * r.redis_cpu / max(len(r.latencies), 1) for r in results)
-            pg_cpu = statistics.median(1e6 * r.pg_cpu / max(len(r.latencies), 1) for r in results)
+            redis_cpu = statistics.median(per_message(r, r.redis_cpu) for r in results)
+            pg_cpu = statistics.median(per_message(r, r.pg_cpu) for r in results)
             if statistics.median(r.percentile(0.99) for r in results) > P99_LIMIT:
                 break
             if rate > best[name][0]:

@@ -62,6 +62,7 @@ class Result:
     lost: int = 0
     duplicated: int = 0
     errors: list = field(default_factory=list)
+    metered: list = field(default_factory=list)  # open_loop's meter, its readings' differences
     elapsed: float = 0.0
 
     def percentile(self, q):
@@ -173,11 +174,14 @@ async def paced(rate, total):
         yield k
 
 
-async def open_loop(target, rooms, rate, seconds, drain_timeout=5.0):
-    """`rate` messages/s in total, spread over the rooms, alternating sender."""
+async def open_loop(target, rooms, rate, seconds, drain_timeout=5.0, meter=None):
+    """`rate` messages/s in total, spread over the rooms, alternating sender.
+    `meter`, if given, is read as the messages start and as they end: its
+    two readings leave out what opening and closing the sockets cost."""
     result = Result()
     pairs = await open_rooms(target, rooms, result)
     await asyncio.sleep(0.5)  # let join events pass
+    first = meter() if meter else None
     start = time.perf_counter()
     async for k in paced(rate, int(rate * seconds)):
         pair = pairs[k % rooms]
@@ -186,6 +190,8 @@ async def open_loop(target, rooms, rate, seconds, drain_timeout=5.0):
         pair[1 - sender].expected.add(msg_id)
         await pair[sender].send(msg_id)
     result.elapsed = time.perf_counter() - start
+    if meter:
+        result.metered = [after - before for before, after in zip(first, meter(), strict=True)]
     await drain(pairs, result, drain_timeout)
     await asyncio.gather(*(c.close() for pair in pairs for c in pair), return_exceptions=True)
     return result

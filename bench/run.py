@@ -18,7 +18,8 @@ orders view for the REST row), pins them to CPU 0 and itself to CPU 1,
 raises the open-file limit for both, interleaves the targets in each
 repetition and reports medians. Rows:
 
-1. chat latency (open loop); 2. chat throughput (closed loop, ramped),
+1. chat latency (open loop), with what each message costs the server's and
+   PostgreSQL's CPU at that rate; 2. chat throughput (closed loop, ramped),
    with what each message costs Redis's and PostgreSQL's CPU at the best rate;
 3. idle sockets held after a connect storm (failures, RSS per connection
    from VmRSS, idle CPU, Redis connections per server, connect rate);

@@ -56,6 +56,10 @@ def test_bench_quick_prints_all_ten_rows_and_writes_its_results():
         assert machine["versions"][package], package
     assert [r["line"] for r in results["rows"]] == printed
     assert all(r["figures"]["P"] is not None for r in results["rows"])
+    # Row 1: what a message costs the server (every target) and PostgreSQL (P); a quick run's are too short to read.
+    costs = [r for r in results["rows"] if r["label"].startswith(("1. server CPU", "1. PostgreSQL CPU"))]
+    measured = [[k for k, v in r["figures"].items() if v is not None] for r in costs]
+    assert measured == [["P", "B", "U"], ["P"]], costs
     # Row 8: the dashboard stream, v2 (P) against the chapter's form on the same server (B).
     stream = [r for r in results["rows"] if r["row"] == 8]
     assert len(stream) == 4 and all(r["figures"]["B"] is not None for r in stream), stream
