@@ -56,10 +56,8 @@ def main(argv=None):
     application = import_from_string(args.application)  # sets Django and its logging up
     from django.conf import settings
 
-    collector = Collector()
     server.configure(
-        on_open=collector.opened,
-        on_close=collector.closed,
+        on_close=Collector().closed,
         max_header_bytes=settings.SERVER_MAX_HEADER_BYTES,
         header_timeout=settings.SERVER_HEADER_TIMEOUT,
         send_timeout=settings.SERVER_SEND_TIMEOUT,
@@ -94,7 +92,7 @@ def main(argv=None):
         backlog=settings.SERVER_LISTEN_BACKLOG,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
-    worker = Worker(config, collector)
+    worker = Worker(config)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C, re-raised once uvicorn has shut down
         worker.run(sockets=sockets)
     if not worker.started:
@@ -118,17 +116,13 @@ class Worker(uvicorn.Server):
     sockets (uvicorn says so only of sockets it binds itself), and saying
     once how many connections its stop closes."""
 
-    def __init__(self, config, collector):
-        super().__init__(config)
-        self.collector = collector
-
     async def shutdown(self, sockets=None):
         lifecycle.begin_stop()
         # The process exits once its connections are closed. Until then the
         # collector would scan the objects of thousands of closing sockets,
         # CPU the successor needs for their reconnections; what has no
         # cycles is freed as ever.
-        self.collector.stop()
+        gc.disable()
         logger.info("Stopping: closing %d connections (chat sockets with 1012)", len(self.server_state.connections))
         await super().shutdown(sockets)
 
@@ -200,88 +194,32 @@ QUIET_CHECK_SECONDS = 0.25  # how often a due collection looks whether the worke
 QUIET_SHARE = 0.25  # quiet: it used less than this share of a core since the last look
 COLLECT_WAIT_MAX_SECONDS = 10.0  # a busy worker collects anyway once due this long
 
-# In a storm of opens (a restarted worker's clients all coming back at
-# once) nearly every object made lives on (the sockets') or lives across
-# many young collections (the handshakes waiting their turn), so those
-# collections scan the same objects again and again and free next to
-# nothing. From STORM_OPENS opens within STORM_WINDOW_SECONDS, collections
-# pause: one collection of the young generations follows once a window has
-# fewer opens, or STORM_PAUSE_MAX_SECONDS after the pause began at the
-# latest, and no pause begins again for as long (a worker always opening
-# connections still collects, only in bursts).
-STORM_OPENS = 200
-STORM_WINDOW_SECONDS = 1.0
-STORM_PAUSE_MAX_SECONDS = 30.0
-
 
 class Collector:
-    """Counts opened and closed connections (`opened`, `closed`: server.ON_OPEN,
-    ON_CLOSE). Runs a full collection after every `every` closes
-    (COLLECT_AFTER_CLOSES, more while collections find little):
-    COLLECT_DELAY_SECONDS later, at the first look that finds the worker
-    quiet and not in a storm of opens, or at the latest
-    COLLECT_WAIT_MAX_SECONDS later. Pauses collections through a storm of
-    opens (STORM_OPENS). None runs once the worker stops (`stop`)."""
+    """Counts closed connections (`closed`, server.ON_CLOSE) and runs a full
+    collection after every `every` of them (COLLECT_AFTER_CLOSES, more while
+    collections find little): COLLECT_DELAY_SECONDS later, at the first look
+    that finds the worker quiet, or at the latest COLLECT_WAIT_MAX_SECONDS
+    later; none once the worker stops (Worker.shutdown disables the
+    collector)."""
 
     def __init__(self):
         self.closes = 0
         self.every = COLLECT_AFTER_CLOSES
         self.pending = None
         self.due_since = self.cpu = self.at = 0.0
-        self.opens = self.opens_seen = 0  # opened connections; as many at the last look in a storm
-        self.window_began = self.calm_until = 0.0
-        self.opens_in_window = 0
-        self.storm = None  # the next look while collections pause for a storm
-        self.storm_began = 0.0
-        self.stopped = False
-
-    def opened(self):
-        self.opens += 1
-        if self.storm is not None or self.stopped:
-            return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        if now - self.window_began >= STORM_WINDOW_SECONDS:
-            self.window_began, self.opens_in_window = now, 0
-        self.opens_in_window += 1
-        if self.opens_in_window >= STORM_OPENS and now >= self.calm_until and gc.isenabled():
-            gc.disable()
-            self.storm_began, self.opens_seen = now, self.opens
-            self.storm = loop.call_later(STORM_WINDOW_SECONDS, self.storm_look, loop)
-            logger.info(
-                "Collections paused: %d connections opened in %.1f s", self.opens_in_window, now - self.window_began
-            )
-
-    def storm_look(self, loop):
-        """End the pause once a window had fewer than STORM_OPENS opens, or it has lasted its longest."""
-        now = loop.time()
-        if self.opens - self.opens_seen >= STORM_OPENS and now - self.storm_began < STORM_PAUSE_MAX_SECONDS:
-            self.opens_seen = self.opens
-            self.storm = loop.call_later(STORM_WINDOW_SECONDS, self.storm_look, loop)
-            return
-        self.storm = None
-        self.calm_until = now + STORM_PAUSE_MAX_SECONDS
-        gc.enable()
-        started = time.perf_counter()
-        found = gc.collect(1)
-        logger.info(
-            "Collections resumed after %.1f s of opens: %d objects freed in %.0f ms",
-            now - self.storm_began,
-            found,
-            1000 * (time.perf_counter() - started),
-        )
 
     def closed(self):
         self.closes += 1
-        if self.closes >= self.every and self.pending is None and not self.stopped:
+        if self.closes >= self.every and self.pending is None:
             loop = asyncio.get_running_loop()
             self.due_since = loop.time() + COLLECT_DELAY_SECONDS
             self.pending = loop.call_later(COLLECT_DELAY_SECONDS - QUIET_CHECK_SECONDS, self.look, loop)
 
     def look(self, loop):
-        """Collect if the worker was quiet since the last look (and not in a storm), or has waited long enough."""
+        """Collect if the worker was quiet since the last look, or has waited long enough."""
         cpu, at = time.process_time(), loop.time()
-        quiet = at >= self.due_since and cpu - self.cpu < QUIET_SHARE * (at - self.at) and self.storm is None
+        quiet = at >= self.due_since and cpu - self.cpu < QUIET_SHARE * (at - self.at)
         if quiet or at - self.due_since >= COLLECT_WAIT_MAX_SECONDS:
             self.collect()
         else:
@@ -291,22 +229,12 @@ class Collector:
     def collect(self):
         self.pending = None
         closes, self.closes = self.closes, 0
-        if self.stopped:
-            return
-        found = gc.collect()
-        if found < FEW_PER_CLOSE * closes:
-            self.every = min(2 * self.every, COLLECT_AFTER_CLOSES_MAX)
-        else:
-            self.every = COLLECT_AFTER_CLOSES
-
-    def stop(self):
-        """No collection from now on: the process is about to exit."""
-        self.stopped = True
-        for handle in (self.pending, self.storm):
-            if handle is not None:
-                handle.cancel()
-        self.pending = self.storm = None
-        gc.disable()
+        if gc.isenabled():
+            found = gc.collect()
+            if found < FEW_PER_CLOSE * closes:
+                self.every = min(2 * self.every, COLLECT_AFTER_CLOSES_MAX)
+            else:
+                self.every = COLLECT_AFTER_CLOSES
 
 
 def tune_garbage_collection():

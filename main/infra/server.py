@@ -26,14 +26,13 @@ class Limits:
 
 LINGER_SECONDS = 2.0  # a refused request's connection stays open this long for its answer to be read
 LIMITS = Limits()  # booktime.serve sets the settings' values before serving
-ON_OPEN = None  # called as each connection opens (booktime.serve's collector counts them)
-ON_CLOSE = None  # and as each closes
+ON_CLOSE = None  # called as each connection closes (booktime.serve's collector counts them)
 
 
-def configure(on_open=None, on_close=None, **values):
-    global LIMITS, ON_OPEN, ON_CLOSE
+def configure(on_close=None, **values):
+    global LIMITS, ON_CLOSE
     LIMITS = Limits(**values)
-    ON_OPEN, ON_CLOSE = on_open, on_close
+    ON_CLOSE = on_close
 
 
 class Deadline:
@@ -121,8 +120,6 @@ class LimitedHttpProtocol(AbortsStalledClients, HttpToolsProtocol):
     def connection_made(self, transport):
         super().connection_made(transport)
         self.header_deadline.arm()
-        if ON_OPEN is not None:
-            ON_OPEN()
 
     def connection_lost(self, exc):
         self.header_deadline.close()

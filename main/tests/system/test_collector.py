@@ -1,9 +1,8 @@
 """booktime.serve's collector: on a real worker, a wave of closed
 connections, whose objects are cyclic garbage, is followed by a full
 collection (gen 2 in prometheus-client's python_gc_collections_total);
-a busy worker's collection waits until it is quiet; collections that
-find little come after more closes; and collections pause through a storm
-of opens."""
+a busy worker's collection waits until it is quiet; and collections that
+find little come after more closes."""
 
 import asyncio
 import gc
@@ -13,7 +12,7 @@ import time
 import pytest
 
 from booktime import serve
-from booktime.serve import COLLECT_AFTER_CLOSES, COLLECT_AFTER_CLOSES_MAX, FEW_PER_CLOSE, STORM_OPENS
+from booktime.serve import COLLECT_AFTER_CLOSES, COLLECT_AFTER_CLOSES_MAX, FEW_PER_CLOSE
 
 from .test_health import TOKEN, scrape, scraped_until, value
 
@@ -99,87 +98,3 @@ async def test_a_collection_that_finds_plenty_brings_the_closes_back():
     finally:
         gc.set_threshold(*thresholds)
     assert collector.every == COLLECT_AFTER_CLOSES
-
-
-def log_until(server, line, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while line not in server.log():
-        assert time.monotonic() < deadline, f"no {line!r} in the worker's log within {timeout}s"
-        time.sleep(0.05)
-
-
-def test_a_storm_of_opens_pauses_collections_on_a_real_worker(worker_server):
-    server = worker_server()
-    held = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(STORM_OPENS)]
-    try:
-        log_until(server, "Collections paused")
-    finally:
-        for sock in held:
-            sock.close()
-    log_until(server, "Collections resumed")  # the next second had no opens
-
-
-@pytest.fixture
-def storm_settings(monkeypatch):
-    """A small, fast storm; the collector left on however a test ends."""
-    monkeypatch.setattr(serve, "STORM_OPENS", 20)
-    monkeypatch.setattr(serve, "STORM_WINDOW_SECONDS", 0.5)
-    young = asyncio.Event()  # set by a collection of the young generations
-
-    def seen(phase, info):
-        if phase == "stop" and info["generation"] == 1:
-            young.set()
-
-    gc.callbacks.append(seen)
-    try:
-        yield young
-    finally:
-        gc.callbacks.remove(seen)
-        gc.enable()
-
-
-async def open_storm(collector, batches):
-    """serve.STORM_OPENS opens at once, `batches` times a fifth of a window apart."""
-    for _ in range(batches):
-        for _ in range(serve.STORM_OPENS):
-            collector.opened()
-        await asyncio.sleep(serve.STORM_WINDOW_SECONDS / 5)
-
-
-async def test_collections_pause_through_a_storm_and_collect_the_young_after_it(storm_settings):
-    collector = serve.Collector()
-    for _ in range(serve.STORM_OPENS - 1):
-        collector.opened()
-    assert gc.isenabled()  # not a storm yet
-    await open_storm(collector, batches=10)  # two looks' worth, each finding a storm
-    assert not gc.isenabled() and collector.storm is not None
-    assert not storm_settings.is_set()  # no young collection meanwhile
-    async with asyncio.timeout(5):  # a window without opens ends it
-        await storm_settings.wait()
-    assert gc.isenabled() and collector.storm is None
-
-
-async def test_a_pause_lasts_at_most_its_longest_and_does_not_come_back_at_once(storm_settings, monkeypatch):
-    monkeypatch.setattr(serve, "STORM_PAUSE_MAX_SECONDS", 1.0)
-    collector = serve.Collector()
-    began = time.monotonic()
-    await open_storm(collector, batches=1)
-    assert not gc.isenabled()
-    while not gc.isenabled():  # opens never stop, and still the pause ends
-        await open_storm(collector, batches=1)
-        assert time.monotonic() - began < 5
-    assert storm_settings.is_set()
-    await open_storm(collector, batches=2)  # calm for STORM_PAUSE_MAX_SECONDS now
-    assert gc.isenabled() and collector.storm is None
-
-
-async def test_a_stopped_worker_never_collects_again(storm_settings):
-    collector = serve.Collector()
-    await open_storm(collector, batches=1)
-    collector.stop()
-    assert not gc.isenabled() and collector.storm is None
-    await asyncio.sleep(3 * serve.STORM_WINDOW_SECONDS)
-    assert not gc.isenabled() and not storm_settings.is_set()
-    for _ in range(COLLECT_AFTER_CLOSES):
-        collector.closed()
-    assert collector.pending is None  # no full collection is due either
