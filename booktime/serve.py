@@ -56,8 +56,9 @@ def main(argv=None):
     application = import_from_string(args.application)  # sets Django and its logging up
     from django.conf import settings
 
+    collector = Collector()
     server.configure(
-        on_close=Collector().closed,
+        on_close=collector.closed,
         max_header_bytes=settings.SERVER_MAX_HEADER_BYTES,
         header_timeout=settings.SERVER_HEADER_TIMEOUT,
         send_timeout=settings.SERVER_SEND_TIMEOUT,
@@ -92,7 +93,7 @@ def main(argv=None):
         backlog=settings.SERVER_LISTEN_BACKLOG,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
-    worker = Worker(config)
+    worker = Worker(config, collector)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C, re-raised once uvicorn has shut down
         worker.run(sockets=sockets)
     if not worker.started:
@@ -116,13 +117,17 @@ class Worker(uvicorn.Server):
     sockets (uvicorn says so only of sockets it binds itself), and saying
     once how many connections its stop closes."""
 
+    def __init__(self, config, collector):
+        super().__init__(config)
+        self.collector = collector
+
     async def shutdown(self, sockets=None):
         lifecycle.begin_stop()
         # The process exits once its connections are closed. Until then the
         # collector would scan the objects of thousands of closing sockets,
         # CPU the successor needs for their reconnections; what has no
         # cycles is freed as ever.
-        gc.disable()
+        self.collector.stop()
         logger.info("Stopping: closing %d connections (chat sockets with 1012)", len(self.server_state.connections))
         await super().shutdown(sockets)
 
@@ -200,18 +205,18 @@ class Collector:
     collection after every `every` of them (COLLECT_AFTER_CLOSES, more while
     collections find little): COLLECT_DELAY_SECONDS later, at the first look
     that finds the worker quiet, or at the latest COLLECT_WAIT_MAX_SECONDS
-    later; none once the worker stops (Worker.shutdown disables the
-    collector)."""
+    later; none once the worker stops (`stop`)."""
 
     def __init__(self):
         self.closes = 0
         self.every = COLLECT_AFTER_CLOSES
         self.pending = None
         self.due_since = self.cpu = self.at = 0.0
+        self.stopped = False
 
     def closed(self):
         self.closes += 1
-        if self.closes >= self.every and self.pending is None:
+        if self.closes >= self.every and self.pending is None and not self.stopped:
             loop = asyncio.get_running_loop()
             self.due_since = loop.time() + COLLECT_DELAY_SECONDS
             self.pending = loop.call_later(COLLECT_DELAY_SECONDS - QUIET_CHECK_SECONDS, self.look, loop)
@@ -229,12 +234,21 @@ class Collector:
     def collect(self):
         self.pending = None
         closes, self.closes = self.closes, 0
-        if gc.isenabled():
-            found = gc.collect()
-            if found < FEW_PER_CLOSE * closes:
-                self.every = min(2 * self.every, COLLECT_AFTER_CLOSES_MAX)
-            else:
-                self.every = COLLECT_AFTER_CLOSES
+        if self.stopped:
+            return
+        found = gc.collect()
+        if found < FEW_PER_CLOSE * closes:
+            self.every = min(2 * self.every, COLLECT_AFTER_CLOSES_MAX)
+        else:
+            self.every = COLLECT_AFTER_CLOSES
+
+    def stop(self):
+        """No collection from now on: the process is about to exit."""
+        self.stopped = True
+        if self.pending is not None:
+            self.pending.cancel()
+            self.pending = None
+        gc.disable()
 
 
 def tune_garbage_collection():
