@@ -234,8 +234,6 @@ class Collector:
     def collect(self):
         self.pending = None
         closes, self.closes = self.closes, 0
-        if self.stopped:
-            return
         found = gc.collect()
         if found < FEW_PER_CLOSE * closes:
             self.every = min(2 * self.every, COLLECT_AFTER_CLOSES_MAX)

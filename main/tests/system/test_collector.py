@@ -1,8 +1,8 @@
 """booktime.serve's collector: on a real worker, a wave of closed
 connections, whose objects are cyclic garbage, is followed by a full
 collection (gen 2 in prometheus-client's python_gc_collections_total);
-a busy worker's collection waits until it is quiet; and collections that
-find little come after more closes."""
+a busy worker's collection waits until it is quiet; collections that
+find little come after more closes; and a stopped worker collects no more."""
 
 import asyncio
 import gc
@@ -98,3 +98,18 @@ async def test_a_collection_that_finds_plenty_brings_the_closes_back():
     finally:
         gc.set_threshold(*thresholds)
     assert collector.every == COLLECT_AFTER_CLOSES
+
+
+async def test_a_stopped_worker_never_collects_again():
+    collector = serve.Collector()
+    for _ in range(collector.every):
+        collector.closed()
+    due = collector.pending
+    try:
+        collector.stop()
+        assert due.cancelled() and collector.pending is None and not gc.isenabled()
+        for _ in range(2 * collector.every):
+            collector.closed()
+        assert collector.pending is None  # no full collection is due again
+    finally:
+        gc.enable()
