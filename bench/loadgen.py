@@ -176,8 +176,9 @@ async def paced(rate, total):
 
 async def open_loop(target, rooms, rate, seconds, drain_timeout=5.0, meter=None):
     """`rate` messages/s in total, spread over the rooms, alternating sender.
-    `meter`, if given, is read as the messages start and as they end: its
-    two readings leave out what opening and closing the sockets cost."""
+    `meter`, if given, is read as the messages start and once they are
+    delivered: its two readings leave out what opening and closing the
+    sockets cost."""
     result = Result()
     pairs = await open_rooms(target, rooms, result)
     await asyncio.sleep(0.5)  # let join events pass
@@ -190,9 +191,9 @@ async def open_loop(target, rooms, rate, seconds, drain_timeout=5.0, meter=None)
         pair[1 - sender].expected.add(msg_id)
         await pair[sender].send(msg_id)
     result.elapsed = time.perf_counter() - start
-    if meter:
-        result.metered = [after - before for before, after in zip(first, meter(), strict=True)]
     await drain(pairs, result, drain_timeout)
+    if meter:  # once the last messages are delivered: their work counts, and the reading delays none
+        result.metered = [after - before for before, after in zip(first, meter(), strict=True)]
     await asyncio.gather(*(c.close() for pair in pairs for c in pair), return_exceptions=True)
     return result
 
